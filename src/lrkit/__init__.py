@@ -1,0 +1,116 @@
+"""lrkit: the learning rate, scheduled, found, controlled, studied and seen.
+
+The package root imports neither torch nor matplotlib: the pure schedule core
+is here at once; torch-backed names load on first use.
+
+Example:
+    >>> import lrkit
+    >>> s = lrkit.warmup(lrkit.cosine(start=0.1, steps=900), steps=100)
+    >>> round(s(100), 6), lrkit.parse(repr(s)) == s
+    (0.1, True)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lrkit.errors import (
+    ControlError,
+    DivergenceError,
+    FinderError,
+    LabError,
+    LandscapeError,
+    LrkitError,
+    LrkitValueError,
+    ScheduleError,
+)
+from lrkit.schedules import (
+    Schedule,
+    clip,
+    constant,
+    cosine,
+    cyclic,
+    exponential,
+    from_dict,
+    inverse_sqrt,
+    inverse_time,
+    join,
+    linear,
+    multistep,
+    one_cycle,
+    parse,
+    per_epoch,
+    piecewise,
+    polynomial,
+    sgdr,
+    step_decay,
+    warmup,
+    wsd,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; loaded on first access (torch, matplotlib stay out of `import lrkit`)
+_LAZY = {
+    "Scheduler": "lrkit.torch.scheduler",
+    "Plateau": "lrkit.control.plateau",
+    "EarlyStopping": "lrkit.control.early_stopping",
+    "Guard": "lrkit.torch.guard",
+    "Monitor": "lrkit.torch.monitor",
+    "LearningRateMonitor": "lrkit.torch.monitor",
+    "find_lr": "lrkit.torch.finder",
+    "LRFinderResult": "lrkit.torch.finder",
+    "plot_schedule": "lrkit.plot",
+}
+_SUBPACKAGES = ("analysis", "control", "lab", "landscape", "plot", "torch", "schedules")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"lrkit.{name}")
+    raise AttributeError(f"module 'lrkit' has no attribute {name!r}")
+
+
+__all__ = [
+    "ControlError",
+    "DivergenceError",
+    "EarlyStopping",
+    "FinderError",
+    "Guard",
+    "LRFinderResult",
+    "LabError",
+    "LandscapeError",
+    "LearningRateMonitor",
+    "LrkitError",
+    "LrkitValueError",
+    "Monitor",
+    "Plateau",
+    "Schedule",
+    "ScheduleError",
+    "Scheduler",
+    "clip",
+    "constant",
+    "cosine",
+    "cyclic",
+    "exponential",
+    "find_lr",
+    "from_dict",
+    "inverse_sqrt",
+    "inverse_time",
+    "join",
+    "linear",
+    "multistep",
+    "one_cycle",
+    "parse",
+    "per_epoch",
+    "piecewise",
+    "plot_schedule",
+    "polynomial",
+    "sgdr",
+    "step_decay",
+    "warmup",
+    "wsd",
+]

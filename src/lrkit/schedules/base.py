@@ -1,0 +1,218 @@
+"""The pure core: a schedule is a frozen, picklable value mapping a step to a float.
+
+Every concrete schedule is a frozen dataclass registered under the name a user
+calls it by (`cosine`, `warmup`, ...). The base class gives all of them the same
+vectorized `values`, `__call__`, `to_dict`, a `repr` that `lrkit.parse` reads
+back, equality, and arithmetic (`0.1 * s`, `s1 * s2`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from lrkit.errors import ScheduleError, bad
+from lrkit.schedules import _check
+
+REGISTRY: dict[str, Callable[..., Schedule]] = {}  # spec name -> factory
+S = TypeVar("S", bound="type[Schedule]")
+
+
+def register(name: str) -> Callable[[S], S]:
+    """Register a schedule class under the factory name users write in specs."""
+
+    def wrap(cls: S) -> S:
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def as_steps(steps: npt.ArrayLike, func: str = "values") -> npt.NDArray[np.float64]:
+    """Steps as a float array, after checking they are non-negative integers."""
+    arr = np.asarray(steps)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)) or np.any(arr != np.floor(arr)):
+            raise ScheduleError(bad(func, "steps", "must be integers", steps))
+    if arr.size and arr.min() < 0:
+        raise ScheduleError(bad(func, "steps", "must be >= 0", steps))
+    return arr.astype(np.float64)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Schedule:
+    """Base of every schedule: subclasses define fields, `_validate` and `_values`.
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.cosine(start=0.1, steps=100)
+        >>> round(s(50), 6), s.values([0, 100]).tolist()
+        (0.05, [0.1, 0.0])
+    """
+
+    name: ClassVar[str] = "schedule"
+    positional: ClassVar[int] = 0  # leading fields written without `name=` in repr
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check and normalize fields (via `_set`); raise ScheduleError on bad input."""
+
+    def _set(self, field: str, value: Any) -> None:
+        object.__setattr__(self, field, value)
+
+    def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        raise NotImplementedError
+
+    def values(self, steps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The schedule at many steps at once, vectorized (no Python loop per step).
+
+        Example:
+            >>> import lrkit
+            >>> lrkit.step_decay(start=1.0, factor=0.5, every=2).values(range(5)).tolist()
+            [1.0, 1.0, 0.5, 0.5, 0.25]
+        """
+        t = as_steps(steps, f"{self.name}.values")
+        return np.asarray(self._values(t), dtype=np.float64) * np.ones_like(t)
+
+    def __call__(self, step: int) -> float:
+        """The schedule's value at one optimizer step (counted from 0).
+
+        Example:
+            >>> import lrkit
+            >>> lrkit.linear(start=1.0, end=0.0, steps=4)(1)
+            0.75
+        """
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ScheduleError(bad(f"{self.name}.__call__", "step", "must be an integer >= 0", step))
+        return float(self.values(np.array([step]))[0])
+
+    def params(self) -> dict[str, Any]:
+        """The fields of this schedule, by name, in declaration order.
+
+        Example:
+            >>> import lrkit
+            >>> lrkit.constant(0.1).params()
+            {'value': 0.1}
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict that `lrkit.from_dict` turns back into an equal schedule.
+
+        Example:
+            >>> import lrkit
+            >>> lrkit.constant(0.1).to_dict()
+            {'type': 'constant', 'value': 0.1}
+        """
+        return {"type": self.name, **{k: _encode(v) for k, v in self.params().items()}}
+
+    def __repr__(self) -> str:
+        fields = dataclasses.fields(self)
+        parts = []
+        for i, f in enumerate(fields):
+            value = getattr(self, f.name)
+            if i < self.positional:
+                parts.append(_spec(value))
+            elif f.default is dataclasses.MISSING or value != f.default:
+                parts.append(f"{f.name}={_spec(value)}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def __mul__(self, other: object) -> Schedule:
+        if isinstance(other, Schedule):
+            return Product(self, other)
+        if isinstance(other, numbers.Real) and not isinstance(other, bool):
+            return Scaled(self, float(other))
+        return NotImplemented
+
+    def __rmul__(self, other: object) -> Schedule:
+        if isinstance(other, numbers.Real) and not isinstance(other, bool):
+            return Scaled(self, float(other))
+        return NotImplemented
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Schedule):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _spec(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_spec(v) for v in value) + "]"
+    return repr(value)
+
+
+def schedule_field(func: str, param: str, value: Any) -> Schedule:
+    """Check that a combinator's argument is a schedule."""
+    if not isinstance(value, Schedule):
+        raise ScheduleError(bad(func, param, "must be an lrkit schedule", value))
+    return value
+
+
+@register("scale")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Scaled(Schedule):
+    """A schedule times a non-negative number; written `0.1 * s`.
+
+    Example:
+        >>> import lrkit
+        >>> s = 0.5 * lrkit.constant(0.2)
+        >>> s, s(3)
+        (0.5 * constant(value=0.2), 0.1)
+    """
+
+    schedule: Schedule
+    factor: float
+    positional: ClassVar[int] = 1
+
+    def _validate(self) -> None:
+        schedule_field(self.name, "schedule", self.schedule)
+        self._set("factor", _check.non_negative(self.name, "factor", self.factor))
+
+    def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return self.factor * self.schedule.values(t)
+
+    def __repr__(self) -> str:
+        return f"{self.factor!r} * {_operand(self.schedule)}"
+
+
+@register("product")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Product(Schedule):
+    """The pointwise product of two schedules; written `s1 * s2`.
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.constant(0.1) * lrkit.step_decay(start=1.0, factor=0.5, every=10)
+        >>> s(10)
+        0.05
+    """
+
+    left: Schedule
+    right: Schedule
+    positional: ClassVar[int] = 2
+
+    def _validate(self) -> None:
+        schedule_field(self.name, "left", self.left)
+        schedule_field(self.name, "right", self.right)
+
+    def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return self.left.values(t) * self.right.values(t)
+
+    def __repr__(self) -> str:
+        return f"{self.left!r} * {_operand(self.right)}"
+
+
+def _operand(s: Schedule) -> str:
+    """Right operand of `*`, parenthesized where the grammar needs it to round-trip."""
+    return f"({s!r})" if isinstance(s, (Scaled, Product)) else repr(s)

@@ -1,0 +1,133 @@
+"""Combinators on absolute steps: warmup, join, clip and per-epoch holding.
+
+(`0.1 * s` and `s1 * s2` live in `base`, beside the operators that build them.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from lrkit.errors import ScheduleError, bad
+from lrkit.schedules import _check
+from lrkit.schedules.base import Schedule, register, schedule_field
+
+Array = npt.NDArray[np.float64]
+
+
+@register("warmup")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Warmup(Schedule):
+    """A linear ramp from `start` to the schedule's first value over `steps`; the schedule then sees `t - steps`.
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.warmup(lrkit.constant(1.0), steps=4)
+        >>> s.values(range(6)).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    schedule: Schedule
+    steps: int
+    start: float = 0.0
+    positional: ClassVar[int] = 1
+
+    def _validate(self) -> None:
+        schedule_field(self.name, "schedule", self.schedule)
+        _check.integer(self.name, "steps", self.steps)
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+
+    def _values(self, t: Array) -> Array:
+        target = self.schedule(0)
+        ramp = self.start + (target - self.start) * t / self.steps
+        return np.where(t < self.steps, ramp, self.schedule.values(np.maximum(t - self.steps, 0.0)))
+
+
+@register("join")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Join(Schedule):
+    """Schedule `i` applies from `boundaries[i-1]` on and sees `t - boundaries[i-1]` (optax's join_schedules).
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.join([lrkit.constant(1.0), lrkit.linear(start=0.5, end=0.0, steps=2)], boundaries=[2])
+        >>> s.values(range(5)).tolist()
+        [1.0, 1.0, 0.5, 0.25, 0.0]
+    """
+
+    schedules: tuple[Schedule, ...]
+    boundaries: tuple[int, ...]
+    positional: ClassVar[int] = 1
+
+    def _validate(self) -> None:
+        items = _check.sequence(self.name, "schedules", self.schedules)
+        for s in items:
+            schedule_field(self.name, "schedules", s)
+        self._set("schedules", items)
+        self._set("boundaries", _check.increasing_steps(self.name, "boundaries", self.boundaries))
+        _check.length(self.name, "schedules", items, len(self.boundaries) + 1, "one more than boundaries")
+
+    def _values(self, t: Array) -> Array:
+        starts = (0,) + self.boundaries
+        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="right")
+        out = np.zeros_like(t)
+        for i, (s, b) in enumerate(zip(self.schedules, starts)):
+            mine = index == i
+            if np.any(mine):
+                out[mine] = s.values(t[mine] - b)
+        return out
+
+
+@register("clip")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Clip(Schedule):
+    """The schedule, kept within `[low, high]` (`high=None`: no upper bound).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.clip(lrkit.linear(start=1.0, end=0.0, steps=4), low=0.3, high=0.6).values(range(5)).tolist()
+        [0.6, 0.6, 0.5, 0.3, 0.3]
+    """
+
+    schedule: Schedule
+    low: float = 0.0
+    high: float | None = None
+    positional: ClassVar[int] = 1
+
+    def _validate(self) -> None:
+        schedule_field(self.name, "schedule", self.schedule)
+        self._set("low", _check.non_negative(self.name, "low", self.low))
+        if self.high is not None:
+            self._set("high", _check.non_negative(self.name, "high", self.high))
+            if self.low > self.high:
+                raise ScheduleError(bad(self.name, "low", f"must be <= high ({self.high})", self.low))
+
+    def _values(self, t: Array) -> Array:
+        return np.clip(self.schedule.values(t), self.low, self.high)
+
+
+@register("per_epoch")
+@dataclasses.dataclass(frozen=True, repr=False)
+class PerEpoch(Schedule):
+    """A schedule counted in epochs, held for all `steps_per_epoch` steps of each epoch.
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.per_epoch(lrkit.step_decay(start=1.0, factor=0.5, every=1), steps_per_epoch=2)
+        >>> s.values(range(5)).tolist()
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    schedule: Schedule
+    steps_per_epoch: int
+    positional: ClassVar[int] = 1
+
+    def _validate(self) -> None:
+        schedule_field(self.name, "schedule", self.schedule)
+        _check.integer(self.name, "steps_per_epoch", self.steps_per_epoch)
+
+    def _values(self, t: Array) -> Array:
+        return self.schedule.values(np.floor(t / self.steps_per_epoch))

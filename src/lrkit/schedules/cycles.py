@@ -1,0 +1,219 @@
+"""Cycles and multi-phase schedules: SGDR warm restarts, Smith's cyclic lr,
+1cycle, and warmup-stable-decay."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import numpy.typing as npt
+
+from lrkit.errors import ScheduleError, bad
+from lrkit.schedules import _check
+from lrkit.schedules.base import Schedule, register
+from lrkit.schedules.shapes import anneal_cos, anneal_poly
+
+Array = npt.NDArray[np.float64]
+
+
+@register("sgdr")
+@dataclasses.dataclass(frozen=True, repr=False)
+class SGDR(Schedule):
+    """Cosine annealing with warm restarts (Loshchilov & Hutter, 2017).
+
+    Cycle `i` lasts `first_cycle * cycle_mult**i` steps and anneals from
+    `start * peak_decay**i` to `end` (torch's CosineAnnealingWarmRestarts when
+    `peak_decay=1` and `cycle_mult` is an integer).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.sgdr(start=1.0, first_cycle=2).values(range(5)).round(6).tolist()
+        [1.0, 0.5, 1.0, 0.5, 1.0]
+    """
+
+    start: float
+    first_cycle: int
+    cycle_mult: float = 1.0
+    end: float = 0.0
+    peak_decay: float = 1.0
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        _check.integer(self.name, "first_cycle", self.first_cycle)
+        mult = _check.number(self.name, "cycle_mult", self.cycle_mult)
+        if mult < 1:
+            raise ScheduleError(bad(self.name, "cycle_mult", "must be >= 1", self.cycle_mult))
+        self._set("cycle_mult", mult)
+        self._set("end", _check.non_negative(self.name, "end", self.end))
+        self._set("peak_decay", _check.positive(self.name, "peak_decay", self.peak_decay))
+
+    def _cycles(self, t: Array) -> tuple[Array, Array, Array]:
+        """Index of each step's cycle, the cycle's start and its length."""
+        first, m = float(self.first_cycle), self.cycle_mult
+        if m == 1.0:
+            i = np.floor(t / first)
+            return i, i * first, np.full_like(t, first)
+        i = np.floor(np.log1p(t / first * (m - 1.0)) / np.log(m))
+        begin = first * (m**i - 1.0) / (m - 1.0)
+        # the logarithm can land one cycle off at exact boundaries: correct it
+        i = np.where(begin > t, i - 1, i)
+        nxt = first * (m ** (i + 1) - 1.0) / (m - 1.0)
+        i = np.where(nxt <= t, i + 1, i)
+        begin = first * (m**i - 1.0) / (m - 1.0)
+        return i, begin, first * m**i
+
+    def _values(self, t: Array) -> Array:
+        i, begin, span = self._cycles(t)
+        peak = self.start * np.power(self.peak_decay, i)
+        return self.end + (peak - self.end) * (1.0 + np.cos(np.pi * (t - begin) / span)) / 2.0
+
+
+CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+@register("cyclic")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Cyclic(Schedule):
+    """Smith's cyclical learning rate: a triangle between `low` and `high`.
+
+    `triangular2` halves the amplitude each cycle; `exp_range` scales it by
+    `gamma**t`. Equal to torch's CyclicLR with `step_size_up = half_cycle`.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.cyclic(low=0.1, high=0.5, half_cycle=2).values(range(5)).round(6).tolist()
+        [0.1, 0.3, 0.5, 0.3, 0.1]
+    """
+
+    low: float
+    high: float
+    half_cycle: int
+    mode: str = "triangular"
+    gamma: float = 1.0
+
+    def _validate(self) -> None:
+        self._set("low", _check.non_negative(self.name, "low", self.low))
+        self._set("high", _check.non_negative(self.name, "high", self.high))
+        if self.low > self.high:
+            raise ScheduleError(bad(self.name, "low", f"must be <= high ({self.high})", self.low))
+        _check.integer(self.name, "half_cycle", self.half_cycle)
+        _check.choice(self.name, "mode", self.mode, CYCLIC_MODES)
+        self._set("gamma", _check.in_range(self.name, "gamma", self.gamma, 0.0, 1.0, open_low=True))
+
+    def _values(self, t: Array) -> Array:
+        period = 2.0 * self.half_cycle
+        cycle = np.floor(1.0 + t / period)
+        x = 1.0 + t / period - cycle
+        height = (self.high - self.low) * np.where(x <= 0.5, x / 0.5, (x - 1.0) / (0.5 - 1.0))
+        if self.mode == "triangular2":
+            height = height / np.power(2.0, cycle - 1.0)
+        elif self.mode == "exp_range":
+            height = height * np.power(self.gamma, t)
+        return self.low + height
+
+
+@register("one_cycle")
+@dataclasses.dataclass(frozen=True, repr=False)
+class OneCycle(Schedule):
+    """Smith's 1cycle, with exactly the numbers of torch's OneCycleLR.
+
+    Warms from `peak/div_factor` to `peak` over `pct_start` of `total_steps`, then
+    anneals to `peak/div_factor/final_div_factor` (with `three_phase`, first back
+    to the initial lr); holds the last value after `total_steps`.
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.one_cycle(peak=1.0, total_steps=100)
+        >>> round(s(0), 6), round(s(29), 6), s(99) < 1e-5
+        (0.04, 1.0, True)
+    """
+
+    peak: float
+    total_steps: int
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    anneal: str = "cos"
+    three_phase: bool = False
+
+    def _validate(self) -> None:
+        self._set("peak", _check.non_negative(self.name, "peak", self.peak))
+        _check.integer(self.name, "total_steps", self.total_steps, minimum=2)
+        self._set("pct_start", _check.in_range(self.name, "pct_start", self.pct_start, 0.0, 1.0, open_low=True))
+        self._set("div_factor", _check.positive(self.name, "div_factor", self.div_factor))
+        self._set("final_div_factor", _check.positive(self.name, "final_div_factor", self.final_div_factor))
+        _check.choice(self.name, "anneal", self.anneal, ("cos", "linear"))
+        _check.flag(self.name, "three_phase", self.three_phase)
+
+    def _phases(self) -> list[tuple[float, float, float]]:
+        """(end_step, start_lr, end_lr) of each phase, as torch's OneCycleLR lays them out."""
+        initial = self.peak / self.div_factor
+        final = initial / self.final_div_factor
+        up = self.pct_start * self.total_steps - 1.0
+        last = self.total_steps - 1.0
+        if self.three_phase:
+            return [(up, initial, self.peak), (2.0 * self.pct_start * self.total_steps - 2.0, self.peak, initial), (last, initial, final)]
+        return [(up, initial, self.peak), (last, self.peak, final)]
+
+    def _values(self, t: Array) -> Array:
+        t = np.minimum(t, self.total_steps - 1.0)
+        out = np.zeros_like(t)
+        done = np.zeros(t.shape, dtype=bool)
+        begin = 0.0
+        phases = self._phases()
+        for k, (end_step, lr0, lr1) in enumerate(phases):
+            mine = ~done & ((t <= end_step) | (k == len(phases) - 1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pct = (t - begin) / (end_step - begin)
+            curve = anneal_cos(lr0, lr1, pct) if self.anneal == "cos" else anneal_poly(lr0, lr1, pct)
+            out = np.where(mine, curve, out)
+            done |= mine
+            begin = end_step
+        return out
+
+
+WSD_DECAYS = ("linear", "cosine", "1-sqrt")
+
+
+@register("wsd")
+@dataclasses.dataclass(frozen=True, repr=False)
+class WSD(Schedule):
+    """Warmup-stable-decay: linear warmup to `peak`, hold, then decay to `end` over the last `decay_steps`.
+
+    `decay` is `linear`, `cosine` or `1-sqrt` (Hägele et al., 2024).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.wsd(peak=1.0, total_steps=10, warmup_steps=2, decay_steps=4).values(range(11)).tolist()
+        [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+
+    peak: float
+    total_steps: int
+    warmup_steps: int
+    decay_steps: int
+    decay: str = "linear"
+    end: float = 0.0
+
+    def _validate(self) -> None:
+        self._set("peak", _check.non_negative(self.name, "peak", self.peak))
+        _check.integer(self.name, "total_steps", self.total_steps)
+        _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0)
+        _check.integer(self.name, "decay_steps", self.decay_steps, minimum=0)
+        if self.warmup_steps + self.decay_steps > self.total_steps:
+            raise ScheduleError(bad(self.name, "decay_steps", f"plus warmup_steps must be <= total_steps ({self.total_steps})", self.decay_steps))
+        _check.choice(self.name, "decay", self.decay, WSD_DECAYS)
+        self._set("end", _check.non_negative(self.name, "end", self.end))
+
+    def _values(self, t: Array) -> Array:
+        w, d = float(self.warmup_steps), float(self.decay_steps)
+        begin = self.total_steps - d
+        ramp = self.peak * t / max(w, 1.0)
+        p = np.clip((t - begin) / max(d, 1.0), 0.0, 1.0)
+        if self.decay == "linear":
+            tail = anneal_poly(self.peak, self.end, p)
+        elif self.decay == "cosine":
+            tail = anneal_cos(self.peak, self.end, p)
+        else:
+            tail = self.end + (self.peak - self.end) * (1.0 - np.sqrt(p))
+        return np.where(t < w, ramp, np.where(t < begin, self.peak, tail))

@@ -1,0 +1,314 @@
+"""Monotone shapes: constant, linear, polynomial, exponential, inverse-time,
+inverse-sqrt, step, multistep, piecewise and cosine decay.
+
+Each class is registered under the lower-case factory name users call; the
+factory *is* the class, so there is one signature and one docstring to keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrkit.schedules import _check
+from lrkit.schedules.base import REGISTRY, Schedule, register
+
+Array = npt.NDArray[np.float64]
+
+
+def anneal_poly(start: float, end: float, progress: Array, power: float = 1.0) -> Array:
+    """`(start - end) * (1 - p)**power + end` for progress p clipped to [0, 1]."""
+    p = np.clip(progress, 0.0, 1.0)
+    return (start - end) * (1.0 - p) ** power + end
+
+
+def anneal_cos(start: float, end: float, progress: Array) -> Array:
+    """Half cosine from `start` (p = 0) to `end` (p = 1)."""
+    p = np.clip(progress, 0.0, 1.0)
+    return end + (start - end) * (1.0 + np.cos(np.pi * p)) / 2.0
+
+
+@register("constant")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Constant(Schedule):
+    """The same value at every step.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.constant(0.01)(1000)
+        0.01
+    """
+
+    value: float
+
+    def _validate(self) -> None:
+        self._set("value", _check.non_negative(self.name, "value", self.value))
+
+    def _values(self, t: Array) -> Array:
+        return np.full_like(t, self.value)
+
+
+@register("linear")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Linear(Schedule):
+    """A straight line from `start` to `end` over `steps`, then `end`.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.linear(start=0.0, end=1.0, steps=4).values(range(6)).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    start: float
+    end: float
+    steps: int
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._set("end", _check.non_negative(self.name, "end", self.end))
+        _check.integer(self.name, "steps", self.steps)
+
+    def _values(self, t: Array) -> Array:
+        return anneal_poly(self.start, self.end, t / self.steps)
+
+
+@register("polynomial")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Polynomial(Schedule):
+    """`(start - end) * (1 - t/steps)**power + end`, then `end`.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.polynomial(start=1.0, end=0.0, steps=2, power=2.0).values([0, 1, 2, 3]).tolist()
+        [1.0, 0.25, 0.0, 0.0]
+    """
+
+    start: float
+    end: float
+    steps: int
+    power: float = 1.0
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._set("end", _check.non_negative(self.name, "end", self.end))
+        _check.integer(self.name, "steps", self.steps)
+        self._set("power", _check.positive(self.name, "power", self.power))
+
+    def _values(self, t: Array) -> Array:
+        return anneal_poly(self.start, self.end, t / self.steps, self.power)
+
+
+def _exponent(t: Array, every: int, staircase: bool) -> Array:
+    e = t / every
+    return np.floor(e) if staircase else e
+
+
+@register("exponential")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Exponential(Schedule):
+    """`start * rate**(t/every)` (whole periods only if `staircase`), never below `floor`.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.exponential(start=1.0, rate=0.5, every=2, staircase=True).values(range(5)).tolist()
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    start: float
+    rate: float
+    every: int = 1
+    staircase: bool = False
+    floor: float = 0.0
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._set("rate", _check.positive(self.name, "rate", self.rate))
+        _check.integer(self.name, "every", self.every)
+        _check.flag(self.name, "staircase", self.staircase)
+        self._set("floor", _check.non_negative(self.name, "floor", self.floor))
+
+    def _values(self, t: Array) -> Array:
+        with np.errstate(over="ignore", under="ignore"):
+            v = self.start * np.power(self.rate, _exponent(t, self.every, self.staircase))
+        return np.maximum(v, self.floor)
+
+
+@register("inverse_time")
+@dataclasses.dataclass(frozen=True, repr=False)
+class InverseTime(Schedule):
+    """`start / (1 + decay * t/every)`; with `every=1`, Keras' legacy SGD `decay`.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.inverse_time(start=0.1, decay=0.001)(1)
+        0.0999000999000999
+    """
+
+    start: float
+    decay: float
+    every: int = 1
+    staircase: bool = False
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._set("decay", _check.non_negative(self.name, "decay", self.decay))
+        _check.integer(self.name, "every", self.every)
+        _check.flag(self.name, "staircase", self.staircase)
+
+    def _values(self, t: Array) -> Array:
+        return self.start / (1.0 + self.decay * _exponent(t, self.every, self.staircase))
+
+
+@register("inverse_sqrt")
+@dataclasses.dataclass(frozen=True, repr=False)
+class InverseSqrt(Schedule):
+    """Linear warmup from 0 to `peak`, then `peak * sqrt(timescale / (t - warmup_steps + timescale))`.
+
+    `timescale` defaults to `warmup_steps` (the Transformer's `rsqrt` decay, continuous at the join).
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.inverse_sqrt(peak=1.0, warmup_steps=4)
+        >>> s.values([0, 2, 4, 12]).tolist()
+        [0.0, 0.5, 1.0, 0.5]
+    """
+
+    peak: float
+    warmup_steps: int
+    timescale: int | None = None
+
+    def _validate(self) -> None:
+        self._set("peak", _check.non_negative(self.name, "peak", self.peak))
+        _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0)
+        if self.timescale is not None:
+            _check.integer(self.name, "timescale", self.timescale)
+        elif self.warmup_steps == 0:
+            _check.integer(self.name, "timescale (needed when warmup_steps=0)", self.timescale)
+
+    def _values(self, t: Array) -> Array:
+        ts = float(self.timescale if self.timescale is not None else self.warmup_steps)
+        w = float(self.warmup_steps)
+        ramp = self.peak * t / max(w, 1.0)
+        decay = self.peak * np.sqrt(ts / (np.maximum(t - w, 0.0) + ts))
+        return np.where(t < w, ramp, decay)
+
+
+@register("step_decay")
+@dataclasses.dataclass(frozen=True, repr=False)
+class StepDecay(Schedule):
+    """`start * factor**floor(t/every)`: drop by `factor` every `every` steps (torch's StepLR).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.step_decay(start=0.1, factor=0.5, every=10)(25)
+        0.025
+    """
+
+    start: float
+    factor: float
+    every: int
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._set("factor", _check.positive(self.name, "factor", self.factor))
+        _check.integer(self.name, "every", self.every)
+
+    def _values(self, t: Array) -> Array:
+        return self.start * np.power(self.factor, np.floor(t / self.every))
+
+
+@register("multistep")
+@dataclasses.dataclass(frozen=True, repr=False)
+class MultiStep(Schedule):
+    """Drop by `factor` at each milestone (torch's MultiStepLR).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.multistep(start=1.0, milestones=[2, 4], factor=0.1).values(range(6)).round(6).tolist()
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    """
+
+    start: float
+    milestones: tuple[int, ...]
+    factor: float
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._set("milestones", _check.increasing_steps(self.name, "milestones", self.milestones))
+        self._set("factor", _check.positive(self.name, "factor", self.factor))
+
+    def _values(self, t: Array) -> Array:
+        drops = np.searchsorted(np.asarray(self.milestones, dtype=np.float64), t, side="right")
+        return self.start * np.power(self.factor, drops)
+
+
+@register("piecewise")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Piecewise(Schedule):
+    """`values[i]` on `[boundaries[i-1], boundaries[i])`: a piecewise-constant schedule.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.piecewise(boundaries=[2, 3], values=[1.0, 0.5, 0.1]).values(range(4)).tolist()
+        [1.0, 1.0, 0.5, 0.1]
+    """
+
+    boundaries: tuple[int, ...]
+    values_: tuple[float, ...] = dataclasses.field(metadata={"name": "values"})
+
+    def _validate(self) -> None:
+        self._set("boundaries", _check.increasing_steps(self.name, "boundaries", self.boundaries))
+        vals = tuple(_check.non_negative(self.name, "values", v) for v in _check.sequence(self.name, "values", self.values_))
+        _check.length(self.name, "values", vals, len(self.boundaries) + 1, "one more than boundaries")
+        self._set("values_", vals)
+
+    def _values(self, t: Array) -> Array:
+        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="right")
+        return np.asarray(self.values_, dtype=np.float64)[index]
+
+    def params(self) -> dict[str, Any]:
+        return {"boundaries": self.boundaries, "values": self.values_}
+
+    def __repr__(self) -> str:
+        return f"piecewise(boundaries={list(self.boundaries)!r}, values={list(self.values_)!r})"
+
+
+def piecewise(boundaries: list[int], values: list[float]) -> Piecewise:
+    """`values[i]` on `[boundaries[i-1], boundaries[i])` (the public factory; `values` is a method name).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.piecewise(boundaries=[10], values=[0.1, 0.01])(10)
+        0.01
+    """
+    return Piecewise(boundaries, values)  # type: ignore[arg-type]
+
+
+REGISTRY["piecewise"] = piecewise
+
+
+@register("cosine")
+@dataclasses.dataclass(frozen=True, repr=False)
+class Cosine(Schedule):
+    """Half cosine from `start` to `end` over `steps`, then `end` (torch's CosineAnnealingLR within its period).
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.cosine(start=1.0, steps=2).values([0, 1, 2, 3]).round(6).tolist()
+        [1.0, 0.5, 0.0, 0.0]
+    """
+
+    start: float
+    steps: int
+    end: float = 0.0
+
+    def _validate(self) -> None:
+        self._set("start", _check.non_negative(self.name, "start", self.start))
+        _check.integer(self.name, "steps", self.steps)
+        self._set("end", _check.non_negative(self.name, "end", self.end))
+
+    def _values(self, t: Array) -> Array:
+        return anneal_cos(self.start, self.end, t / self.steps)

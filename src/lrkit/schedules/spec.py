@@ -1,0 +1,103 @@
+"""Specs: `from_dict` inverts `Schedule.to_dict`; `parse` reads the Python a user
+would write (`"warmup(cosine(start=0.1, steps=9000), steps=1000)"`) without `eval`:
+only registered factory names, literal arguments and `*` are accepted."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from typing import Any
+
+from lrkit.errors import ScheduleError, bad
+from lrkit.schedules.base import REGISTRY, Schedule
+
+
+def build(name: str, args: list[Any], kwargs: dict[str, Any], func: str) -> Schedule:
+    """Call the factory registered as `name`, checking names and arity first."""
+    if name not in REGISTRY:
+        raise ScheduleError(bad(func, "type", f"must be a registered schedule ({', '.join(sorted(REGISTRY))})", name))
+    factory = REGISTRY[name]
+    params = list(inspect.signature(factory).parameters)
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise ScheduleError(bad(func, unknown[0], f"is not a parameter of {name} ({', '.join(params)})", kwargs[unknown[0]]))
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as e:
+        raise ScheduleError(bad(func, name, f"was called with the wrong arguments ({e})", args or kwargs)) from None
+    return factory(*args, **kwargs)
+
+
+def from_dict(d: dict[str, Any]) -> Schedule:
+    """The schedule described by `d`, as written by `Schedule.to_dict()`.
+
+    Example:
+        >>> import lrkit
+        >>> s = lrkit.warmup(lrkit.cosine(start=0.1, steps=90), steps=10)
+        >>> lrkit.from_dict(s.to_dict()) == s
+        True
+    """
+    if not isinstance(d, dict) or "type" not in d:
+        raise ScheduleError(bad("from_dict", "d", "must be a dict with a 'type' key", d))
+    kwargs = {k: _decode(v) for k, v in d.items() if k != "type"}
+    return build(d["type"], [], kwargs, "from_dict")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return from_dict(value)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def parse(text: str) -> Schedule:
+    """The schedule written in `text`, in the same syntax as its `repr`.
+
+    Example:
+        >>> import lrkit
+        >>> lrkit.parse("warmup(cosine(start=0.1, steps=9000), steps=1000)")(1000)
+        0.1
+        >>> s = 0.5 * lrkit.constant(0.2)
+        >>> lrkit.parse(repr(s)) == s
+        True
+    """
+    if not isinstance(text, str):
+        raise ScheduleError(bad("parse", "text", "must be a string", text))
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ScheduleError(bad("parse", "text", f"is not a valid expression ({e.msg})", text)) from None
+    value = _node(tree.body, text)
+    if not isinstance(value, Schedule):
+        raise ScheduleError(bad("parse", "text", "must describe a schedule, not a plain value", text))
+    return value
+
+
+def _node(node: ast.AST, text: str) -> Any:
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name):
+            raise ScheduleError(bad("parse", "text", "may call only registered schedule names", ast.unparse(node.func)))
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            raise ScheduleError(bad("parse", "text", "may not use * or ** arguments", ast.unparse(node)))
+        args = [_node(a, text) for a in node.args]
+        kwargs = {k.arg: _node(k.value, text) for k in node.keywords if k.arg is not None}
+        return build(node.func.id, args, kwargs, "parse")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        left, right = _node(node.left, text), _node(node.right, text)
+        if not (isinstance(left, Schedule) or isinstance(right, Schedule)):
+            raise ScheduleError(bad("parse", "text", "may multiply only schedules and numbers", ast.unparse(node)))
+        return left * right
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_node(e, text) for e in node.elts]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return -_literal(node.operand)
+    if isinstance(node, ast.Constant):
+        return _literal(node)
+    raise ScheduleError(bad("parse", "text", "may hold only schedule calls with literal arguments", ast.unparse(node)))
+
+
+def _literal(node: ast.Constant) -> Any:
+    if isinstance(node.value, (int, float, str, bool)) or node.value is None:
+        return node.value
+    raise ScheduleError(bad("parse", "text", "may hold only numbers, strings, booleans and None", node.value))

@@ -1,0 +1,230 @@
+"""`lrkit.Scheduler`: a pure schedule driving a real PyTorch optimizer.
+
+The lr of every group after `n` effective steps is the closed form
+`lr(n) * scale * group_scale`, where `scale` is the product of the controllers'
+multipliers (a plateau, a divergence guard). Nothing is recursive, so resuming
+from `state_dict()` at any step gives exactly the lrs of an unbroken run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from lrkit.errors import ScheduleError, bad
+from lrkit.schedules.base import Schedule
+
+_CHUNK = 4096  # schedule values are computed ahead in blocks: one numpy call per block
+
+
+class PlateauLike(Protocol):
+    """What `Scheduler(plateau=...)` needs: a pure `init` / `update` pair (see `lrkit.Plateau`)."""
+
+    def init(self) -> Any: ...
+
+    def update(self, state: Any, metric: float, lr: float) -> Any: ...
+
+
+class Scheduler(LRScheduler):
+    """Drive an optimizer's lr (and momentum) from lrkit schedules.
+
+    Args:
+        optimizer: any `torch.optim.Optimizer`.
+        lr: the learning-rate schedule, counted in optimizer steps.
+        momentum: optional schedule for `momentum` (SGD-like) or `betas[0]` (Adam-like).
+        group_scales: each group's lr relative to `lr`; default: the ratios of the
+            groups' lrs to the first group's when the scheduler is built.
+        plateau: optional `lrkit.Plateau`, fed with `observe(metric)`; its scale
+            multiplies the schedule, so warmup, cosine, cycles and plateau compose.
+        follow_optimizer: advance only when the optimizer really stepped since the
+            last `step()` (a step skipped by `torch.amp.GradScaler` does not count).
+
+    Example:
+        >>> import torch, lrkit
+        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+        >>> sched = lrkit.Scheduler(opt, lr=lrkit.linear(start=0.1, end=0.0, steps=10))
+        >>> for _ in range(5):
+        ...     opt.step()
+        ...     sched.step()
+        >>> round(sched.get_last_lr()[0], 6)
+        0.05
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr: Schedule,
+        momentum: Schedule | None = None,
+        *,
+        group_scales: Sequence[float] | None = None,
+        plateau: PlateauLike | None = None,
+        follow_optimizer: bool = True,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ScheduleError(bad("Scheduler", "optimizer", "must be a torch.optim.Optimizer", optimizer))
+        if not isinstance(lr, Schedule):
+            raise ScheduleError(bad("Scheduler", "lr", "must be an lrkit schedule", lr))
+        if momentum is not None and not isinstance(momentum, Schedule):
+            raise ScheduleError(bad("Scheduler", "momentum", "must be an lrkit schedule or None", momentum))
+        self.lr = lr
+        self.momentum = momentum
+        self.momentum_key = _momentum_key(optimizer) if momentum is not None else None
+        self.group_scales = _group_scales(optimizer, group_scales)
+        self.plateau = plateau
+        self.plateau_state = plateau.init() if plateau is not None else None
+        self.multiplier = 1.0
+        self.follow_optimizer = follow_optimizer
+        self._stepped = False
+        self._table_start = -1
+        self._table: npt.NDArray[np.float64] = np.empty(0)
+        optimizer.register_step_post_hook(self._on_optimizer_step)
+        super().__init__(optimizer)
+
+    def _on_optimizer_step(self, *_: Any) -> None:
+        self._stepped = True
+
+    # -- the closed form -------------------------------------------------------
+    def schedule_value(self, step: int) -> float:
+        """The schedule's value at `step`, read from a table computed ahead in blocks."""
+        start = step - step % _CHUNK
+        if start != self._table_start:
+            self._table = self.lr.values(np.arange(start, start + _CHUNK))
+            self._table_start = start
+        return float(self._table[step - start])
+
+    @property
+    def scale(self) -> float:
+        """The controllers' combined multiplier: plateau scale times `multiplier`."""
+        plateau = self.plateau_state.scale if self.plateau_state is not None else 1.0
+        return self.multiplier * float(plateau)
+
+    def _get_closed_form_lr(self) -> list[float]:
+        base = self.schedule_value(self.last_epoch) * self.scale
+        return [base * g for g in self.group_scales]
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The lr of every group at the current step (the closed form, never recursive)."""
+        return self._get_closed_form_lr()
+
+    # -- stepping --------------------------------------------------------------
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one optimizer step (unless the optimizer skipped it) and write the lrs."""
+        if epoch is not None:
+            raise ScheduleError(bad("Scheduler.step", "epoch", "is not supported; wrap the schedule in lrkit.per_epoch", epoch))
+        first = self._step_count == 0
+        self._step_count += 1
+        if first:
+            self.last_epoch = 0
+        elif self._stepped or not self.follow_optimizer:
+            self.last_epoch += 1
+        self._stepped = False
+        self.apply()
+
+    def apply(self) -> None:
+        """Write the closed-form lrs (and momentum) of the current step into the optimizer."""
+        for group, value in zip(self.optimizer.param_groups, self._get_closed_form_lr()):
+            _write(group, "lr", value)
+        if self.momentum is not None:
+            m = self.momentum(self.last_epoch)
+            for group in self.optimizer.param_groups:
+                if self.momentum_key == "betas":
+                    _write_beta1(group, m)
+                else:
+                    _write(group, "momentum", m)
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def observe(self, metric: float) -> None:
+        """Feed the plateau controller one evaluation (e.g. a validation loss per epoch).
+
+        Example:
+            >>> import torch, lrkit
+            >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+            >>> plateau = lrkit.Plateau(patience=0)
+            >>> sched = lrkit.Scheduler(opt, lr=lrkit.constant(0.1), plateau=plateau)
+            >>> sched.observe(1.0); sched.observe(1.0)
+            >>> round(sched.get_last_lr()[0], 6)
+            0.01
+        """
+        if self.plateau is None:
+            raise ScheduleError(bad("Scheduler.observe", "plateau", "must be given to Scheduler(...) before observe()", None))
+        if isinstance(metric, bool) or not isinstance(metric, numbers.Real) or not math.isfinite(float(metric)):
+            if not (isinstance(metric, torch.Tensor) and metric.numel() == 1 and torch.isfinite(metric).item()):
+                raise ScheduleError(bad("Scheduler.observe", "metric", "must be a finite number", metric))
+        base = self.schedule_value(self.last_epoch) * self.multiplier * self.group_scales[0]
+        self.plateau_state = self.plateau.update(self.plateau_state, float(metric), base)
+        self.apply()
+
+    # -- state -----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The step count and the controllers' state: an explicit whitelist, never `__dict__`."""
+        plateau = dataclasses.asdict(self.plateau_state) if self.plateau_state is not None else None
+        return {"step": self.last_epoch, "step_count": self._step_count, "multiplier": self.multiplier, "plateau": plateau}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a saved state and write the matching lrs into the optimizer."""
+        missing = {"step", "step_count", "multiplier", "plateau"} - set(state_dict)
+        if missing:
+            raise ScheduleError(bad("Scheduler.load_state_dict", "state_dict", f"lacks {sorted(missing)}", sorted(state_dict)))
+        self.last_epoch = int(state_dict["step"])
+        self._step_count = int(state_dict["step_count"])
+        self.multiplier = float(state_dict["multiplier"])
+        saved = state_dict["plateau"]
+        if (saved is None) != (self.plateau is None):
+            raise ScheduleError(bad("Scheduler.load_state_dict", "plateau", "must match whether this Scheduler has a plateau", saved))
+        if self.plateau is not None:
+            self.plateau_state = dataclasses.replace(self.plateau.init(), **saved)
+        self._stepped = False
+        self.apply()
+
+
+def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
+    group = optimizer.param_groups[0]
+    if "betas" in group:
+        return "betas"
+    if "momentum" in group:
+        return "momentum"
+    raise ScheduleError(
+        bad("Scheduler", "momentum", f"needs an optimizer with 'momentum' or 'betas'; {type(optimizer).__name__} has neither", "schedule")
+    )
+
+
+def _group_scales(optimizer: torch.optim.Optimizer, given: Sequence[float] | None) -> list[float]:
+    groups = optimizer.param_groups
+    if given is not None:
+        scales = list(given)
+        if len(scales) != len(groups):
+            raise ScheduleError(bad("Scheduler", "group_scales", f"must have one entry per param group ({len(groups)})", given))
+        for s in scales:
+            if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s) or s < 0:
+                raise ScheduleError(bad("Scheduler", "group_scales", "must be finite numbers >= 0", given))
+        return [float(s) for s in scales]
+    lrs = [float(g["lr"]) for g in groups]
+    if all(x == lrs[0] for x in lrs):
+        return [1.0] * len(lrs)
+    if lrs[0] <= 0:
+        raise ScheduleError(bad("Scheduler", "group_scales", "must be given when the first group's lr is 0 and others differ", lrs))
+    return [x / lrs[0] for x in lrs]
+
+
+def _write(group: dict[str, Any], key: str, value: float) -> None:
+    """Tensor hyperparameters are filled in place so torch.compile does not recompile."""
+    if isinstance(group[key], torch.Tensor):
+        group[key].fill_(value)
+    else:
+        group[key] = value
+
+
+def _write_beta1(group: dict[str, Any], value: float) -> None:
+    beta1, beta2 = group["betas"]
+    if isinstance(beta1, torch.Tensor):
+        beta1.fill_(value)
+    else:
+        group["betas"] = (value, beta2)
