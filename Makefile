@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 # lrkit's main job on its built-in default
 demo: setup
-	$(VENV)/bin/lrkit demo --out $(OUT)
+	$(VENV)/bin/lrkit study lr --out $(OUT)
 
 # Debian's chromium for the landscape page's browser test
 browser:

@@ -1,0 +1,61 @@
+"""The landscape playground: what a learning rate does on a loss surface, in pictures and in an interactive page.
+
+- `surfaces`: 2-D test functions (quadratic bowl, Rosenbrock, Beale, Himmelblau, saddle, Rastrigin) as torch functions.
+- `trajectory`: `descend` runs the real `torch.optim` optimizers through `lrkit.Scheduler` and records a `Trajectory`.
+- `figures`: contours with trajectories, loss curves, animated GIFs, slices of real networks.
+- `page`: one self-contained interactive HTML page (`write_page`).
+- `nets`: Li et al.'s filter-normalized slices of a real network (`slice_1d`, `slice_2d`) and `pca_path`.
+
+Names load on first use, so `import lrkit.landscape` stays light.
+
+Example:
+    >>> from lrkit import landscape
+    >>> bool(landscape.descend("himmelblau", "adam", lr=0.1, steps=300).losses[-1] < 1e-6)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Surface": "surfaces",
+    "SURFACES": "surfaces",
+    "get_surface": "surfaces",
+    "quadratic": "surfaces",
+    "rosenbrock": "surfaces",
+    "beale": "surfaces",
+    "himmelblau": "surfaces",
+    "saddle": "surfaces",
+    "rastrigin": "surfaces",
+    "Trajectory": "trajectory",
+    "OPTIMIZERS": "trajectory",
+    "descend": "trajectory",
+    "plot_trajectories": "figures",
+    "save_gif": "figures",
+    "plot_slices": "figures",
+    "plot_slice_2d": "figures",
+    "plot_pca_path": "figures",
+    "write_page": "page",
+    "page_html": "page",
+    "page_trajectory": "page",
+    "PAGE_SCHEDULES": "page",
+    "Slice1D": "nets",
+    "Slice2D": "nets",
+    "PCAPath": "nets",
+    "filter_normalized_direction": "nets",
+    "slice_1d": "nets",
+    "slice_2d": "nets",
+    "pca_path": "nets",
+    "train_with_checkpoints": "nets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"lrkit.landscape.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'lrkit.landscape' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -80,7 +80,9 @@ class Schedule:
             [1.0, 1.0, 0.5, 0.5, 0.25]
         """
         t = as_steps(steps, f"{self.name}.values")
-        return np.asarray(self._values(t), dtype=np.float64) * np.ones_like(t)
+        out = np.asarray(self._values(t), dtype=np.float64)
+        # a shape may compute a scalar (e.g. a constant); callers always get one value per step
+        return out if out.shape == t.shape else np.broadcast_to(out, t.shape).copy()
 
     def __call__(self, step: int) -> float:
         """The schedule's value at one optimizer step (counted from 0).

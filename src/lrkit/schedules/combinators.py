@@ -37,7 +37,7 @@ class Warmup(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        _check.integer(self.name, "steps", self.steps)
+        self._set("steps", _check.integer(self.name, "steps", self.steps))
         self._set("start", _check.non_negative(self.name, "start", self.start))
 
     def _values(self, t: Array) -> Array:
@@ -127,7 +127,7 @@ class PerEpoch(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        _check.integer(self.name, "steps_per_epoch", self.steps_per_epoch)
+        self._set("steps_per_epoch", _check.integer(self.name, "steps_per_epoch", self.steps_per_epoch))
 
     def _values(self, t: Array) -> Array:
         return self.schedule.values(np.floor(t / self.steps_per_epoch))

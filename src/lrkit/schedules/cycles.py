@@ -39,7 +39,7 @@ class SGDR(Schedule):
 
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
-        _check.integer(self.name, "first_cycle", self.first_cycle)
+        self._set("first_cycle", _check.integer(self.name, "first_cycle", self.first_cycle))
         mult = _check.number(self.name, "cycle_mult", self.cycle_mult)
         if mult < 1:
             raise ScheduleError(bad(self.name, "cycle_mult", "must be >= 1", self.cycle_mult))
@@ -96,7 +96,7 @@ class Cyclic(Schedule):
         self._set("high", _check.non_negative(self.name, "high", self.high))
         if self.low > self.high:
             raise ScheduleError(bad(self.name, "low", f"must be <= high ({self.high})", self.low))
-        _check.integer(self.name, "half_cycle", self.half_cycle)
+        self._set("half_cycle", _check.integer(self.name, "half_cycle", self.half_cycle))
         _check.choice(self.name, "mode", self.mode, CYCLIC_MODES)
         self._set("gamma", _check.in_range(self.name, "gamma", self.gamma, 0.0, 1.0, open_low=True))
 
@@ -106,7 +106,8 @@ class Cyclic(Schedule):
         x = 1.0 + t / period - cycle
         height = (self.high - self.low) * np.where(x <= 0.5, x / 0.5, (x - 1.0) / (0.5 - 1.0))
         if self.mode == "triangular2":
-            height = height / np.power(2.0, cycle - 1.0)
+            with np.errstate(over="ignore"):  # 2**cycle overflows after ~1000 cycles: the amplitude is then 0
+                height = height / np.power(2.0, cycle - 1.0)
         elif self.mode == "exp_range":
             height = height * np.power(self.gamma, t)
         return self.low + height
@@ -138,7 +139,7 @@ class OneCycle(Schedule):
 
     def _validate(self) -> None:
         self._set("peak", _check.non_negative(self.name, "peak", self.peak))
-        _check.integer(self.name, "total_steps", self.total_steps, minimum=2)
+        self._set("total_steps", _check.integer(self.name, "total_steps", self.total_steps, minimum=2))
         self._set("pct_start", _check.in_range(self.name, "pct_start", self.pct_start, 0.0, 1.0, open_low=True))
         self._set("div_factor", _check.positive(self.name, "div_factor", self.div_factor))
         self._set("final_div_factor", _check.positive(self.name, "final_div_factor", self.final_div_factor))
@@ -156,20 +157,29 @@ class OneCycle(Schedule):
         return [(up, initial, self.peak), (last, self.peak, final)]
 
     def _values(self, t: Array) -> Array:
+        phases = np.array(self._phases())
+        ends, lr0, lr1 = phases[:, 0], phases[:, 1], phases[:, 2]
+        begins = np.concatenate(([0.0], ends[:-1]))
+        # a phase of zero length (pct_start * total_steps == 1) holds its start value: 0 / inf, not 0 / 0
+        spans = np.where(ends == begins, np.inf, ends - begins)
         t = np.minimum(t, self.total_steps - 1.0)
-        out = np.zeros_like(t)
-        done = np.zeros(t.shape, dtype=bool)
-        begin = 0.0
-        phases = self._phases()
-        for k, (end_step, lr0, lr1) in enumerate(phases):
-            mine = ~done & ((t <= end_step) | (k == len(phases) - 1))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pct = (t - begin) / (end_step - begin)
-            curve = anneal_cos(lr0, lr1, pct) if self.anneal == "cos" else anneal_poly(lr0, lr1, pct)
-            out = np.where(mine, curve, out)
-            done |= mine
-            begin = end_step
-        return out
+        # torch picks the first phase with t <= end_step, else the last; the ends are sorted whenever
+        # pct_start * total_steps >= 1, and all negative (so every t >= 0 falls in the last phase) otherwise
+        k = np.searchsorted(ends[:-1], t, side="left")
+        # the operations of torch's _annealing_cos / _annealing_linear in the same order (so the numbers
+        # are equal, not merely close), done in place because this runs over millions of steps
+        pct = t - begins[k]
+        pct /= spans[k]
+        if self.anneal == "linear":
+            pct *= (lr1 - lr0)[k]
+            pct += lr0[k]
+            return pct
+        pct *= np.pi
+        np.cos(pct, out=pct)
+        pct += 1.0
+        pct *= ((lr0 - lr1) / 2.0)[k]
+        pct += lr1[k]
+        return pct
 
 
 WSD_DECAYS = ("linear", "cosine", "1-sqrt")
@@ -197,11 +207,12 @@ class WSD(Schedule):
 
     def _validate(self) -> None:
         self._set("peak", _check.non_negative(self.name, "peak", self.peak))
-        _check.integer(self.name, "total_steps", self.total_steps)
-        _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0)
-        _check.integer(self.name, "decay_steps", self.decay_steps, minimum=0)
+        self._set("total_steps", _check.integer(self.name, "total_steps", self.total_steps))
+        self._set("warmup_steps", _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0))
+        self._set("decay_steps", _check.integer(self.name, "decay_steps", self.decay_steps, minimum=0))
         if self.warmup_steps + self.decay_steps > self.total_steps:
-            raise ScheduleError(bad(self.name, "decay_steps", f"plus warmup_steps must be <= total_steps ({self.total_steps})", self.decay_steps))
+            requirement = f"plus warmup_steps must be <= total_steps ({self.total_steps})"
+            raise ScheduleError(bad(self.name, "decay_steps", requirement, self.decay_steps))
         _check.choice(self.name, "decay", self.decay, WSD_DECAYS)
         self._set("end", _check.non_negative(self.name, "end", self.end))
 
@@ -209,7 +220,8 @@ class WSD(Schedule):
         w, d = float(self.warmup_steps), float(self.decay_steps)
         begin = self.total_steps - d
         ramp = self.peak * t / max(w, 1.0)
-        p = np.clip((t - begin) / max(d, 1.0), 0.0, 1.0)
+        # with no decay phase, `end` still applies from total_steps on, as it does after a decay
+        p = np.clip((t - begin) / d, 0.0, 1.0) if d > 0 else (t >= begin).astype(np.float64)
         if self.decay == "linear":
             tail = anneal_poly(self.peak, self.end, p)
         elif self.decay == "cosine":

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lrkit.errors import ScheduleError, bad
 from lrkit.schedules import _check
 from lrkit.schedules.base import REGISTRY, Schedule, register
 
@@ -69,7 +70,7 @@ class Linear(Schedule):
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
         self._set("end", _check.non_negative(self.name, "end", self.end))
-        _check.integer(self.name, "steps", self.steps)
+        self._set("steps", _check.integer(self.name, "steps", self.steps))
 
     def _values(self, t: Array) -> Array:
         return anneal_poly(self.start, self.end, t / self.steps)
@@ -94,7 +95,7 @@ class Polynomial(Schedule):
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
         self._set("end", _check.non_negative(self.name, "end", self.end))
-        _check.integer(self.name, "steps", self.steps)
+        self._set("steps", _check.integer(self.name, "steps", self.steps))
         self._set("power", _check.positive(self.name, "power", self.power))
 
     def _values(self, t: Array) -> Array:
@@ -126,7 +127,7 @@ class Exponential(Schedule):
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
         self._set("rate", _check.positive(self.name, "rate", self.rate))
-        _check.integer(self.name, "every", self.every)
+        self._set("every", _check.integer(self.name, "every", self.every))
         _check.flag(self.name, "staircase", self.staircase)
         self._set("floor", _check.non_negative(self.name, "floor", self.floor))
 
@@ -155,7 +156,7 @@ class InverseTime(Schedule):
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
         self._set("decay", _check.non_negative(self.name, "decay", self.decay))
-        _check.integer(self.name, "every", self.every)
+        self._set("every", _check.integer(self.name, "every", self.every))
         _check.flag(self.name, "staircase", self.staircase)
 
     def _values(self, t: Array) -> Array:
@@ -182,11 +183,11 @@ class InverseSqrt(Schedule):
 
     def _validate(self) -> None:
         self._set("peak", _check.non_negative(self.name, "peak", self.peak))
-        _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0)
+        self._set("warmup_steps", _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0))
         if self.timescale is not None:
-            _check.integer(self.name, "timescale", self.timescale)
+            self._set("timescale", _check.integer(self.name, "timescale", self.timescale))
         elif self.warmup_steps == 0:
-            _check.integer(self.name, "timescale (needed when warmup_steps=0)", self.timescale)
+            raise ScheduleError(bad(self.name, "timescale", "must be a positive integer when warmup_steps is 0", self.timescale))
 
     def _values(self, t: Array) -> Array:
         ts = float(self.timescale if self.timescale is not None else self.warmup_steps)
@@ -214,7 +215,7 @@ class StepDecay(Schedule):
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
         self._set("factor", _check.positive(self.name, "factor", self.factor))
-        _check.integer(self.name, "every", self.every)
+        self._set("every", _check.integer(self.name, "every", self.every))
 
     def _values(self, t: Array) -> Array:
         return self.start * np.power(self.factor, np.floor(t / self.every))
@@ -307,7 +308,7 @@ class Cosine(Schedule):
 
     def _validate(self) -> None:
         self._set("start", _check.non_negative(self.name, "start", self.start))
-        _check.integer(self.name, "steps", self.steps)
+        self._set("steps", _check.integer(self.name, "steps", self.steps))
         self._set("end", _check.non_negative(self.name, "end", self.end))
 
     def _values(self, t: Array) -> Array:

@@ -14,15 +14,21 @@ from lrkit.schedules.base import REGISTRY, Schedule
 
 def build(name: str, args: list[Any], kwargs: dict[str, Any], func: str) -> Schedule:
     """Call the factory registered as `name`, checking names and arity first."""
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise ScheduleError(bad(func, "type", f"must be a registered schedule ({', '.join(sorted(REGISTRY))})", name))
     factory = REGISTRY[name]
-    params = list(inspect.signature(factory).parameters)
+    sig = inspect.signature(factory)
+    params = list(sig.parameters)
     unknown = [k for k in kwargs if k not in params]
     if unknown:
         raise ScheduleError(bad(func, unknown[0], f"is not a parameter of {name} ({', '.join(params)})", kwargs[unknown[0]]))
+    given = set(params[: len(args)]) | set(kwargs)
+    required = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
+    missing = [p for p in required if p not in given]
+    if missing:
+        raise ScheduleError(bad(func, missing[0], f"is required by {name}({', '.join(params)})", args or kwargs))
     try:
-        inspect.signature(factory).bind(*args, **kwargs)
+        sig.bind(*args, **kwargs)
     except TypeError as e:
         raise ScheduleError(bad(func, name, f"was called with the wrong arguments ({e})", args or kwargs)) from None
     return factory(*args, **kwargs)
@@ -66,8 +72,8 @@ def parse(text: str) -> Schedule:
         raise ScheduleError(bad("parse", "text", "must be a string", text))
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as e:
-        raise ScheduleError(bad("parse", "text", f"is not a valid expression ({e.msg})", text)) from None
+    except (SyntaxError, ValueError) as e:  # ValueError: null bytes, on Python < 3.12
+        raise ScheduleError(bad("parse", "text", f"is not a valid expression ({e.msg if isinstance(e, SyntaxError) else e})", text)) from None
     value = _node(tree.body, text)
     if not isinstance(value, Schedule):
         raise ScheduleError(bad("parse", "text", "must describe a schedule, not a plain value", text))
@@ -85,16 +91,24 @@ def _node(node: ast.AST, text: str) -> Any:
         return build(node.func.id, args, kwargs, "parse")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         left, right = _node(node.left, text), _node(node.right, text)
-        if not (isinstance(left, Schedule) or isinstance(right, Schedule)):
+        operands_ok = all(isinstance(v, Schedule) or _is_number(v) for v in (left, right))
+        if not operands_ok or not (isinstance(left, Schedule) or isinstance(right, Schedule)):
             raise ScheduleError(bad("parse", "text", "may multiply only schedules and numbers", ast.unparse(node)))
         return left * right
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_node(e, text) for e in node.elts]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
-        return -_literal(node.operand)
+        value = _literal(node.operand)
+        if not _is_number(value):
+            raise ScheduleError(bad("parse", "text", "may negate only numbers", ast.unparse(node)))
+        return -value
     if isinstance(node, ast.Constant):
         return _literal(node)
     raise ScheduleError(bad("parse", "text", "may hold only schedule calls with literal arguments", ast.unparse(node)))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _literal(node: ast.Constant) -> Any:

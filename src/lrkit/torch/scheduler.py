@@ -206,7 +206,9 @@ def _group_scales(optimizer: torch.optim.Optimizer, given: Sequence[float] | Non
             if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s) or s < 0:
                 raise ScheduleError(bad("Scheduler", "group_scales", "must be finite numbers >= 0", given))
         return [float(s) for s in scales]
-    lrs = [float(g["lr"]) for g in groups]
+    # torch keeps each group's lr from before any scheduler in "initial_lr" (also in a loaded optimizer
+    # state); the current lrs may all be 0, e.g. when saved at step 0 of a warmup, and lose the ratios
+    lrs = [float(g.get("initial_lr", g["lr"])) for g in groups]
     if all(x == lrs[0] for x in lrs):
         return [1.0] * len(lrs)
     if lrs[0] <= 0:

@@ -1,0 +1,299 @@
+"""Is the learning rate the problem? Pure rules over a recorded run (no torch).
+
+`diagnose(steps, loss, lr=..., update_ratio=...)` summarizes the loss curve by the
+medians of a fixed number of windows, measures its noise robustly (the MAD of the
+step losses around their window's median), and applies four rules. Every finding
+carries the steps it covers, the numbers behind it and advice:
+
+- `lr_too_high`: the loss became non-finite, blew up far above where it started,
+  or rose significantly from its best level (oscillating or drifting away).
+- `lr_too_low`: weights barely move (median update-to-weight ratio far below the
+  ~1e-3 rule of thumb) or the loss made no significant progress at all.
+- `plateau`: after progress, a long stretch (half the run by default) with
+  no improvement beyond the noise; a drop or a plateau controller would help.
+- `healthy`: none of the above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrkit.errors import ControlError, bad
+
+KINDS = ("lr_too_high", "lr_too_low", "plateau", "healthy")
+Array = npt.NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One conclusion about a run: what, where, why (numbers) and what to do.
+
+    Attributes:
+        kind: one of `KINDS`.
+        steps: the first and last recorded step the finding covers.
+        evidence: the numbers it rests on, by name.
+        advice: what to try.
+
+    Example:
+        >>> f = Finding("healthy", (0, 99), {"final_loss": 0.25}, "nothing to change")
+        >>> print(f)
+        healthy, steps 0-99: final_loss=0.25. nothing to change
+    """
+
+    kind: str
+    steps: tuple[int, int]
+    evidence: dict[str, float]
+    advice: str
+
+    def __str__(self) -> str:
+        numbers = ", ".join(f"{k}={v:.4g}" for k, v in self.evidence.items())
+        return f"{self.kind}, steps {self.steps[0]}-{self.steps[1]}: {numbers}. {self.advice}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """The knobs of the rules; `diagnose(..., name=value)` overrides any of them.
+
+    Attributes:
+        windows: how many windows summarize the curve (each a median of its steps).
+        significance: differences below this many standard errors of a window median are noise.
+        blowup: a loss this many loss-spreads above its start is a blow-up.
+        ratio_low: a median update-to-weight ratio below this means the lr is too low.
+        ratio_high: without progress, a median ratio above this means the lr is too high.
+        min_progress: improvements smaller than this fraction of the progress so far do not end a stall.
+        plateau_fraction: the least fraction of the run a stall must cover to be a plateau.
+
+    Example:
+        >>> Thresholds().ratio_low
+        0.0001
+    """
+
+    windows: int = 20
+    significance: float = 3.0
+    blowup: float = 10.0
+    ratio_low: float = 1e-4
+    ratio_high: float = 1e-2
+    min_progress: float = 0.02
+    plateau_fraction: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class _Curve:
+    """The loss curve reduced to window medians, with its noise level."""
+
+    steps: npt.NDArray[np.int64]
+    loss: Array
+    bounds: list[tuple[int, int]]  # [start, stop) index of each window
+    levels: Array  # median loss of each window
+    sigma: float  # robust standard deviation of a step's loss around its window's median
+    se: float  # standard error of one window median
+    band: tuple[Array, Array]  # per step: its window's median -/+ 5 sigma
+
+    @property
+    def start(self) -> float:
+        return float(self.levels[0])
+
+    @property
+    def best(self) -> float:
+        return float(self.levels.min())
+
+    @property
+    def final(self) -> float:
+        return float(self.levels[-1])
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Steps covered by windows first..last (inclusive)."""
+        return int(self.steps[self.bounds[first][0]]), int(self.steps[self.bounds[last][1] - 1])
+
+
+def diagnose(
+    steps: npt.ArrayLike,
+    loss: npt.ArrayLike,
+    *,
+    lr: npt.ArrayLike | None = None,
+    update_ratio: npt.ArrayLike | None = None,
+    **thresholds: float,
+) -> list[Finding]:
+    """Findings about the learning rate from a recorded run (one row per record).
+
+    Args:
+        steps: the recorded steps (increasing).
+        loss: the training loss at each record (per step or per epoch; NaN/inf allowed).
+        lr: the lr at each record (first param group), used for the advice.
+        update_ratio: `||Δw|| / ||w||` per step at each record, if measured.
+        **thresholds: overrides of `Thresholds` fields.
+
+    Example:
+        >>> import numpy as np
+        >>> t = np.arange(400)
+        >>> [f.kind for f in diagnose(t, 2.0 ** (t / 40.0))]
+        ['lr_too_high']
+        >>> [f.kind for f in diagnose(t, 1.0 + 0.001 * np.sin(t))]
+        ['lr_too_low']
+    """
+    limits = _thresholds(thresholds)
+    step_arr = np.asarray(steps, dtype=np.int64)
+    loss_arr = np.asarray(loss, dtype=np.float64)
+    lr_arr = None if lr is None else np.asarray(lr, dtype=np.float64)
+    ratio = None if update_ratio is None else np.asarray(update_ratio, dtype=np.float64)
+    _check_lengths(step_arr, loss_arr, lr_arr, ratio, limits.windows)
+    diverged = _diverged(step_arr, loss_arr, lr_arr)
+    if diverged is not None:
+        return [diverged]
+    curve = _curve(step_arr, loss_arr, limits.windows)
+    median_ratio = float(np.nanmedian(ratio)) if ratio is not None and np.isfinite(ratio).any() else math.nan
+    lr_now = float(np.nanmedian(lr_arr)) if lr_arr is not None and np.isfinite(lr_arr).any() else math.nan
+    finding = _too_high(curve, median_ratio, lr_now, limits) or _too_low(curve, median_ratio, lr_now, limits) or _plateau(curve, limits)
+    return [finding or _healthy(curve, median_ratio)]
+
+
+def _thresholds(given: dict[str, Any]) -> Thresholds:
+    names = [f.name for f in dataclasses.fields(Thresholds)]
+    for name, value in given.items():
+        if name not in names:
+            raise ControlError(bad("diagnose", name, f"is not a threshold (valid: {', '.join(names)})", value))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ControlError(bad("diagnose", name, "must be a positive number", value))
+    if "windows" in given and (not isinstance(given["windows"], int) or given["windows"] < 4):
+        raise ControlError(bad("diagnose", "windows", "must be an integer >= 4", given["windows"]))
+    return Thresholds(**given)
+
+
+def _check_lengths(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None, ratio: Array | None, windows: int) -> None:
+    for name, column in (("loss", loss), ("lr", lr), ("update_ratio", ratio)):
+        if column is not None and column.shape != steps.shape:
+            raise ControlError(bad("diagnose", name, f"must have one value per step ({steps.shape[0]})", column.shape))
+    if steps.ndim != 1 or len(steps) < 2 * windows:
+        raise ControlError(bad("diagnose", "steps", f"must hold at least {2 * windows} records (2 per window)", len(steps)))
+    if np.any(np.diff(steps) <= 0):
+        raise ControlError(bad("diagnose", "steps", "must increase", steps))
+
+
+def _diverged(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None) -> Finding | None:
+    bad_at = np.flatnonzero(~np.isfinite(loss))
+    if not len(bad_at):
+        return None
+    first = int(bad_at[0])
+    evidence = {"first_nonfinite_step": float(steps[first]), "last_finite_loss": float(loss[first - 1]) if first else math.nan}
+    if lr is not None:
+        evidence["lr"] = float(lr[first])
+    advice = "the loss became non-finite: lower the lr (3-10x), add warmup or gradient clipping, or train under lrkit.Guard"
+    return Finding("lr_too_high", (int(steps[first]), int(steps[-1])), evidence, advice)
+
+
+def _curve(steps: npt.NDArray[np.int64], loss: Array, windows: int) -> _Curve:
+    edges = np.linspace(0, len(loss), windows + 1).astype(int)
+    bounds = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    levels = np.array([np.median(loss[a:b]) for a, b in bounds])
+    residuals = np.concatenate([loss[a:b] - level for (a, b), level in zip(bounds, levels)])
+    sigma = 1.4826 * float(np.median(np.abs(residuals)))
+    size = len(loss) / windows
+    sigma = max(sigma, 1e-12 * max(1.0, abs(float(levels[-1]))))  # a noiseless curve still needs a unit
+    se = 1.2533 * sigma / math.sqrt(size)  # standard error of a median of `size` noisy values
+    center = np.repeat(levels, [b - a for a, b in bounds])
+    return _Curve(steps, loss, bounds, levels, sigma, se, (center - 5 * sigma, center + 5 * sigma))
+
+
+def _progress_tolerance(curve: _Curve, limits: Thresholds) -> float:
+    """Differences between two window medians smaller than this are noise."""
+    return limits.significance * curve.se * math.sqrt(2.0)
+
+
+def _lr_advice(lr: float, factor: float) -> str:
+    return f" (e.g. lr={lr * factor:.3g})" if math.isfinite(lr) else ""
+
+
+def _too_high(curve: _Curve, ratio: float, lr: float, limits: Thresholds) -> Finding | None:
+    tol = _progress_tolerance(curve, limits)
+    spread = max(curve.start - curve.best, float(np.subtract(*np.quantile(curve.loss, [0.75, 0.25]))), tol)
+    peak_at = int(np.argmax(curve.loss))
+    reference = max(curve.start, float(curve.loss[0]))
+    blowup = float(curve.loss[peak_at]) - reference > limits.blowup * spread
+    rising = curve.final - curve.best > max(tol, limits.min_progress * spread)
+    stuck_loud = curve.start - curve.best <= tol and ratio > limits.ratio_high
+    if not (rising or stuck_loud):  # an early blow-up the run recovered from is evidence, not a verdict
+        return None
+    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
+    if blowup:
+        evidence |= {"peak_loss": float(curve.loss[peak_at]), "peak_step": float(curve.steps[peak_at])}
+    if math.isfinite(ratio):
+        evidence["median_update_ratio"] = ratio
+    if math.isfinite(lr):
+        evidence["lr"] = lr
+    what = "the loss rose from its best level" if rising else "the loss oscillates without progress"
+    what += f" (after blowing up to {curve.loss[peak_at]:.3g} at step {curve.steps[peak_at]})" if blowup else ""
+    advice = f"{what}: lower the lr 3-10x{_lr_advice(lr, 0.2)}, or add warmup / gradient clipping"
+    first = int(np.argmin(curve.levels)) if rising else 0
+    return Finding("lr_too_high", curve.span(first, len(curve.levels) - 1), evidence, advice)
+
+
+def _too_low(curve: _Curve, ratio: float, lr: float, limits: Thresholds) -> Finding | None:
+    tol = _progress_tolerance(curve, limits)
+    no_progress = curve.start - curve.best <= tol and not ratio > limits.ratio_high
+    tiny_updates = ratio < limits.ratio_low
+    if not (no_progress or tiny_updates):
+        return None
+    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
+    if math.isfinite(ratio):
+        evidence["median_update_ratio"] = ratio
+    if math.isfinite(lr):
+        evidence["lr"] = lr
+    scale = min(1e-3 / ratio, 1e3) if math.isfinite(ratio) and ratio > 0 else 10.0
+    what = f"weights barely move (update/weight {ratio:.2g} per step, far below ~1e-3)" if tiny_updates else "the loss made no progress"
+    advice = f"{what}: raise the lr about {scale:.3g}x{_lr_advice(lr, scale)}, or run lrkit.find_lr"
+    return Finding("lr_too_low", curve.span(0, len(curve.levels) - 1), evidence, advice)
+
+
+def _plateau(curve: _Curve, limits: Thresholds) -> Finding | None:
+    first, last = _longest_stall(curve, limits)
+    windows = len(curve.levels)
+    if last - first + 1 < math.ceil(limits.plateau_fraction * windows):
+        return None
+    start, end = curve.span(first, last)
+    evidence = {
+        "stall_steps": float(end - start + 1),
+        "level": float(curve.levels[first]),
+        "best_after": float(curve.levels[first : last + 1].min()),
+        "progress_before": curve.start - float(curve.levels[first]),
+        "noise": curve.se,
+    }
+    advice = "no progress for a long stretch: drop the lr there (step_decay / multistep) or attach lrkit.Plateau"
+    return Finding("plateau", (start, end), evidence, advice)
+
+
+def _longest_stall(curve: _Curve, limits: Thresholds) -> tuple[int, int]:
+    """The longest run of windows, after some progress, whose trend does not fall significantly."""
+    levels, tol = curve.levels, _progress_tolerance(curve, limits)
+    best = (0, -1)
+    for i in range(1, len(levels)):
+        progress = curve.start - float(levels[: i + 1].min())
+        if progress <= tol:
+            continue  # nothing learned yet: that is `lr_too_low`'s business, not a plateau
+        for j in range(len(levels) - 1, i + best[1] - best[0], -1):
+            if _stalled(curve, i, j, limits.min_progress * progress, limits.significance):
+                best = (i, j)
+                break
+    return best
+
+
+def _stalled(curve: _Curve, first: int, last: int, tol: float, significance: float) -> bool:
+    """Whether the least-squares trend over windows first..last falls by no more than noise or `tol`."""
+    lo, hi = curve.bounds[first][0], curve.bounds[last][1]
+    t = curve.steps[lo:hi].astype(np.float64)
+    y = np.clip(curve.loss[lo:hi], curve.band[0][lo:hi], curve.band[1][lo:hi])  # spikes would tilt the fit
+    slope = np.polyfit(t, y, 1)[0] if len(t) > 2 else 0.0
+    drop = -float(slope) * float(t[-1] - t[0])
+    noise = significance * curve.sigma * math.sqrt(12.0 / len(t))  # standard error of that drop, times significance
+    return drop <= max(noise, tol)
+
+
+def _healthy(curve: _Curve, ratio: float) -> Finding:
+    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
+    if math.isfinite(ratio):
+        evidence["median_update_ratio"] = ratio
+    return Finding("healthy", curve.span(0, len(curve.levels) - 1), evidence, "the loss falls steadily: nothing to change")

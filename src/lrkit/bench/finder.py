@@ -1,0 +1,277 @@
+"""The finder benchmark: every suggestion rule and torch-lr-finder against a grid search of constant lrs.
+
+For every problem x optimizer x seed (a *cell*): a grid of log-spaced constant lrs,
+each trained for the benchmark budget, gives the grid-best final validation loss.
+One `lrkit.find_lr` run gives every rule's suggestion; the installed
+`torch_lr_finder.LRFinder` gives its own (the steepest-gradient point its
+`plot(suggest_lr=True)` computes: that method is called, on an off-screen axis).
+Each suggestion is trained for the same budget, from the same initial weights and
+data order. regret = loss(suggested) / loss(grid best) - 1.
+
+Run with `lrkit bench finder` or `python bench/finder_quality.py`.
+
+Example:
+    >>> cfg = Config.quick()
+    >>> cfg.problems, cfg.optimizers, cfg.seeds, len(cfg.grid("sgd"))
+    (('blobs',), ('sgd',), (0,), 4)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lrkit.errors import LabError, bad
+
+if TYPE_CHECKING:
+    import torch
+
+    from lrkit.lab.problems import Problem
+
+# The benchmark's own budget, in epochs (the problems' defaults, up to 200 epochs, would make the grid cost hours):
+# about 300-500 updates each, a short but complete training run.
+EPOCHS = {"blobs": 30, "moons": 30, "circles": 30, "digits": 12, "digits_cnn": 8, "mnist1d": 10, "mnist1d_cnn": 8,
+          "regression": 30, "sequence": 25}  # fmt: skip
+GRIDS = {"sgd": (-3.0, 1.0), "adam": (-4.0, 0.0)}  # log10 lr range of the grid, per optimizer
+OPTIMIZERS = tuple(GRIDS)
+TLF = "torch-lr-finder"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What the benchmark runs.
+
+    Example:
+        >>> Config().cells()[:2]
+        [('blobs', 'sgd', 0), ('blobs', 'sgd', 1)]
+    """
+
+    problems: tuple[str, ...] = tuple(EPOCHS)
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    grid_points: int = 12
+    finder_steps: int = 100
+    epochs_scale: float = 1.0  # multiplies EPOCHS (the quick run trains a fraction)
+    workers: int = 2
+    compare_tlf: bool = True
+
+    @classmethod
+    def quick(cls) -> Config:
+        """A smoke run: one problem, one optimizer, one seed, four grid points, a fifth of the budget."""
+        return cls(problems=("blobs",), optimizers=("sgd",), seeds=(0,), grid_points=4, finder_steps=40, epochs_scale=0.2, workers=1)
+
+    def grid(self, optimizer: str) -> list[float]:
+        """The constant lrs tried for `optimizer`, log-spaced over its range."""
+        lo, hi = GRIDS[optimizer]
+        return [float(x) for x in np.logspace(lo, hi, self.grid_points)]
+
+    def epochs(self, problem: str) -> int:
+        """The training budget of one run on `problem`, in epochs."""
+        return max(1, round(EPOCHS.get(problem, 20) * self.epochs_scale))
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        """Every (problem, optimizer, seed) of the benchmark."""
+        return [(p, o, s) for p in self.problems for o in self.optimizers for s in self.seeds]
+
+    def check(self) -> None:
+        """Reject unknown names and sizes before any work starts."""
+        from lrkit.lab.problems import PROBLEMS
+
+        for p in self.problems:
+            if p not in PROBLEMS:
+                raise LabError(bad("bench finder", "problems", f"must be built-in problems {list(PROBLEMS)}", p))
+        for o in self.optimizers:
+            if o not in GRIDS:
+                raise LabError(bad("bench finder", "optimizers", f"must be among {list(GRIDS)}", o))
+        if self.grid_points < 2 or self.finder_steps < 10 or self.workers < 1 or not self.seeds:
+            raise LabError(bad("bench finder", "config", "needs grid_points >= 2, finder_steps >= 10, workers >= 1, a seed", self))
+
+
+# -- training ------------------------------------------------------------------------------------------
+def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum 0.9, or Adam with its defaults."""
+    import torch
+
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def epoch_batches(problem: Problem, seed: int, epochs: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled minibatches of `epochs` epochs, the order fixed by `seed` (the same for every lr)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    n, b = len(problem.x_train), problem.batch_size
+    out = []
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        out += [(problem.x_train[order[i : i + b]], problem.y_train[order[i : i + b]]) for i in range(0, n - b + 1, b)]
+    return out
+
+
+def train(problem: Problem, optimizer: str, lr: float, seed: int, epochs: int) -> float:
+    """The final validation loss after training at a constant `lr` (inf when training blew up)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = problem.make_model()
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+    for x, y in epoch_batches(problem, seed, epochs):
+        loss = problem.loss(model(x), y)
+        if not torch.isfinite(loss):
+            return math.inf
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        final = float(problem.loss(model(problem.x_test), problem.y_test))
+    return final if math.isfinite(final) else math.inf
+
+
+def lrkit_suggestions(problem: Problem, optimizer: str, seed: int, steps: int) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Every rule's suggestion from one `lrkit.find_lr` run (train loss, fastai's default range)."""
+    import torch
+
+    from lrkit.torch.finder import find_lr
+
+    torch.manual_seed(seed)
+    model = problem.make_model()
+    opt = make_optimizer(optimizer, model.parameters(), 1e-3)
+    result = find_lr(model, opt, problem.loss, epoch_batches(problem, seed + 1000, 1), steps=steps)
+    return dict(result.suggestions), {"lrs": result.lrs, "losses": result.to_dict()["losses"], "stop": result.stop_reason}
+
+
+def tlf_suggestion(problem: Problem, optimizer: str, seed: int, steps: int) -> float | None:
+    """torch-lr-finder's own suggestion: `range_test` over the same range, then `plot(suggest_lr=True)`'s lr."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    from torch_lr_finder import LRFinder
+
+    from lrkit.plot import new_figure
+
+    torch.manual_seed(seed)
+    model = problem.make_model()
+    opt = make_optimizer(optimizer, model.parameters(), 1e-7)
+    loader = DataLoader(TensorDataset(problem.x_train, problem.y_train), batch_size=problem.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed + 1000))  # fmt: skip
+    finder = LRFinder(model, opt, problem.loss)
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        finder.range_test(loader, start_lr=1e-7, end_lr=10, num_iter=steps)
+        try:
+            _, lr = finder.plot(ax=new_figure().axes[0], suggest_lr=True)
+        except (RuntimeError, ValueError):  # too few points before it diverged: no suggestion
+            return None
+    return float(lr)
+
+
+# -- one cell ------------------------------------------------------------------------------------------
+def run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
+    """Grid, finders and suggested lrs for one (problem, optimizer, seed); a JSON-ready record."""
+    import torch
+
+    from lrkit.lab.problems import get_problem
+
+    torch.set_num_threads(1)
+    name, optimizer, seed = cell
+    problem = get_problem(name, seed=seed)
+    epochs = config.epochs(name)
+    clock = time.perf_counter()
+    grid = {lr: train(problem, optimizer, lr, seed, epochs) for lr in config.grid(optimizer)}
+    grid_time = time.perf_counter() - clock
+    clock = time.perf_counter()
+    suggestions, curve = lrkit_suggestions(problem, optimizer, seed, config.finder_steps)
+    finder_time = time.perf_counter() - clock
+    if config.compare_tlf:
+        suggestions[TLF] = tlf_suggestion(problem, optimizer, seed, config.finder_steps)
+    trained: dict[float, float] = {}
+    for lr in suggestions.values():
+        if lr is not None and lr not in trained:
+            trained[lr] = grid[lr] if lr in grid else train(problem, optimizer, lr, seed, epochs)
+    steps_per_run = len(epoch_batches(problem, seed, epochs))
+    return {
+        "problem": name, "optimizer": optimizer, "seed": seed, "epochs": epochs,
+        "grid": [[lr, _json_loss(v)] for lr, v in grid.items()],
+        "suggestions": suggestions, "losses": {k: _json_loss(trained[v]) if v is not None else None for k, v in suggestions.items()},
+        "curve": curve, "grid_time": grid_time, "finder_time": finder_time,
+        "grid_steps": steps_per_run * len(grid), "finder_steps": len(curve["lrs"]),
+    }  # fmt: skip
+
+
+def _json_loss(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def run(config: Config, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every cell (in `config.workers` processes, one thread each), then the summary.
+
+    Returns `{"config": ..., "cells": [...], "summary": ...}` (JSON-ready); `progress` is called per finished cell.
+    """
+    config.check()
+    cells = config.cells()
+    records: list[dict[str, Any]] = []
+    if config.workers == 1:
+        for cell in cells:
+            records.append(run_cell(cell, config))
+            if progress:
+                progress(records[-1])
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for record in pool.map(run_cell, cells, [config] * len(cells)):
+                records.append(record)
+                if progress:
+                    progress(record)
+    return {"config": dataclasses.asdict(config), "cells": records, "summary": summarize(records)}
+
+
+# -- the summary -------------------------------------------------------------------------------------
+def regrets(record: dict[str, Any]) -> dict[str, float]:
+    """regret = loss(suggested) / loss(grid best) - 1 for every rule of one cell (inf: no suggestion or blew up).
+
+    Example:
+        >>> regrets({"grid": [[0.1, 1.0], [1.0, None]], "losses": {"a": 1.05, "b": None}})
+        {'a': 0.050000000000000044, 'b': inf}
+    """
+    best = min(v for _, v in record["grid"] if v is not None)
+    return {k: (v / best - 1.0 if v is not None else math.inf) for k, v in record["losses"].items()}
+
+
+def summarize(records: Sequence[dict[str, Any]], within: float = 0.1) -> dict[str, Any]:
+    """Per rule: median and worst regret, the share of cells within `within`; per case; and the finder's cost.
+
+    Example:
+        >>> rec = {"problem": "p", "optimizer": "sgd", "grid": [[0.1, 1.0]], "losses": {"a": 1.05},
+        ...        "grid_steps": 1000, "finder_steps": 20, "grid_time": 10.0, "finder_time": 0.1}
+        >>> s = summarize([rec])
+        >>> s["rules"]["a"]["within"], s["cost_steps"], s["cost_time"]
+        (1.0, 0.02, 0.01)
+    """
+    per_rule: dict[str, list[float]] = {}
+    per_case: dict[str, dict[str, list[float]]] = {}
+    for rec in records:
+        case = f"{rec['problem']}/{rec['optimizer']}"
+        for rule, r in regrets(rec).items():
+            per_rule.setdefault(rule, []).append(r)
+            per_case.setdefault(case, {}).setdefault(rule, []).append(r)
+    rules = {rule: _stats(values, within) for rule, values in per_rule.items()}
+    cases = {case: {rule: _stats(v, within) for rule, v in by_rule.items()} for case, by_rule in per_case.items()}
+    steps = sum(r["finder_steps"] for r in records) / max(1, sum(r["grid_steps"] for r in records))
+    seconds = sum(r["finder_time"] for r in records) / max(1e-9, sum(r["grid_time"] for r in records))
+    return {"rules": rules, "cases": cases, "cells": len(records), "cost_steps": round(steps, 4), "cost_time": round(seconds, 4)}
+
+
+def _stats(values: Sequence[float], within: float) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(arr)), "worst": float(arr.max()), "within": float(np.mean(arr <= within))}

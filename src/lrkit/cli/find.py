@@ -1,0 +1,66 @@
+"""`lrkit find`: the learning-rate range test on a built-in (or your own) problem; writes a plot and JSON."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from lrkit.torch.finder_result import LRFinderResult
+
+
+@click.command()
+@click.option("--problem", default="blobs", show_default=True, help="A built-in problem (see `lrkit bench finder --help`) or 'pkg.module:function'.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True, help="SGD (momentum 0.9) or Adam.")
+@click.option("--start", type=float, default=1e-7, show_default=True, help="First lr of the ramp.")
+@click.option("--end", type=float, default=10.0, show_default=True, help="Last lr of the ramp.")
+@click.option("--steps", type=int, default=100, show_default=True, help="Optimizer updates in the test.")
+@click.option("--mode", type=click.Choice(["exp", "linear"]), default="exp", show_default=True, help="Exponential or linear ramp.")
+@click.option("--repeats", type=int, default=1, show_default=True, help="Independent tests; the suggestion is their log-mean.")
+@click.option("--val-batches", type=int, default=None, help="Record the loss on this many test-split batches instead of the train loss.")
+@click.option("--accuracy", is_flag=True, help="Record accuracy (Smith's test; with --val-batches on the test split).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model, the data order and the problem's data.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-find"), show_default=True, help="Output folder.")
+def find(problem: str, optimizer: str, start: float, end: float, steps: int, mode: str, repeats: int,
+         val_batches: int | None, accuracy: bool, seed: int, out: Path) -> None:  # fmt: skip
+    """Run the range test on PROBLEM and write OUT/lr_find.png and OUT/lr_find.json.
+
+    Example: lrkit find --problem digits --optimizer adam --out runs/digits
+    """
+    import torch
+
+    from lrkit.bench.finder import epoch_batches, make_optimizer
+    from lrkit.lab.problems import get_problem
+    from lrkit.torch.finder import find_lr
+
+    p = get_problem(problem, seed=seed)
+    torch.manual_seed(seed)
+    model = p.make_model()
+    val = None
+    if val_batches is not None:
+        val = [(p.x_test[i : i + p.batch_size], p.y_test[i : i + p.batch_size]) for i in range(0, len(p.x_test), p.batch_size)]
+    result = find_lr(model, make_optimizer(optimizer, model.parameters(), p.lr), p.loss, epoch_batches(p, seed, 1),
+                     start=start, end=end, steps=steps, mode=mode, repeats=repeats, val_data=val, val_batches=val_batches,
+                     metric=p.accuracy if accuracy else None)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    result.plot(title=f"{p.name} / {optimizer}: {result.signal}").savefig(out / "lr_find.png", dpi=120)
+    result.to_json(out / "lr_find.json")
+    _report(result, out)
+
+
+def _report(result: LRFinderResult, out: Path) -> None:
+    click.echo(f"stopped: {result.stop_reason} after {result.stopped_at + 1} updates")
+    for name, lr in result.suggestions.items():
+        mark = " (default)" if name == result.rule else ""
+        click.echo(f"  {name:8s} {lr:.3g}{mark}" if lr is not None else f"  {name:8s} -")
+    if result.spread != 1.0 and math.isfinite(result.spread):
+        click.echo(f"  repeats spread: x{result.spread:.2f}")
+    if result.suggestion is not None:
+        low, high = result.bounds()
+        click.echo(f"bounds for cyclic / one-cycle: {low:.3g} .. {high:.3g}")
+    for note in result.warnings:
+        click.echo(f"warning: {note}")
+    click.echo(f"wrote {out / 'lr_find.png'} and {out / 'lr_find.json'}")

@@ -1,0 +1,248 @@
+"""Optimizers for a population: torch.optim's update rules on stacked parameters, per-member hyperparameters.
+
+Every parameter tensor of a population has a leading member axis. One `Optim`
+describes one member's optimizer (a family and torch.optim's defaults for it);
+`BatchedOptimizer` updates all members at once, each family on its members,
+with a per-member lr and momentum (or Adam's beta1) at every step. The formulas
+are torch.optim's, term for term, so member *i* follows `Optim.to_torch` to float
+tolerance.
+
+Example:
+    >>> import torch
+    >>> p = torch.ones(2, 3)  # 2 members with 3 weights each
+    >>> opt = BatchedOptimizer([p], [Optim("sgd"), Optim("adam")])
+    >>> opt.step([torch.ones(2, 3)], lr=torch.tensor([0.1, 0.1]), momentum=torch.tensor([0.0, 0.9]))
+    >>> p[:, 0].tolist()
+    [0.8999999761581421, 0.8999999761581421]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lrkit.errors import LabError, bad
+from lrkit.schedules import _check
+
+if TYPE_CHECKING:
+    import torch
+
+# family -> torch.optim defaults: (momentum or beta1, beta2 or alpha, eps, weight_decay)
+DEFAULTS: dict[str, tuple[float, float, float, float]] = {
+    "sgd": (0.0, 0.0, 0.0, 0.0),
+    "nesterov": (0.9, 0.0, 0.0, 0.0),
+    "adagrad": (0.0, 0.0, 1e-10, 0.0),
+    "rmsprop": (0.0, 0.99, 1e-8, 0.0),
+    "adam": (0.9, 0.999, 1e-8, 0.0),
+    "adamw": (0.9, 0.999, 1e-8, 1e-2),
+}
+FAMILIES: tuple[str, ...] = tuple(DEFAULTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Optim:
+    """One member's optimizer: a family and its hyperparameters (None: torch.optim's default).
+
+    Args:
+        family: "sgd", "nesterov" (SGD with Nesterov momentum), "adagrad", "rmsprop", "adam" or "adamw".
+        momentum: SGD / Nesterov / RMSprop momentum, or Adam's `beta1`.
+        beta2: Adam's `beta2`, or RMSprop's `alpha`.
+        eps: the denominator's epsilon (AdaGrad, RMSprop, Adam).
+        weight_decay: L2 added to the gradient; decoupled for AdamW.
+        centered: RMSprop's centered variant.
+
+    Example:
+        >>> Optim("adamw")
+        Optim(family='adamw', momentum=0.9, beta2=0.999, eps=1e-08, weight_decay=0.01, centered=False)
+        >>> type(Optim("nesterov").to_torch([__import__("torch").zeros(1, requires_grad=True)], lr=0.1)).__name__
+        'SGD'
+    """
+
+    family: str = "sgd"
+    momentum: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+    centered: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in DEFAULTS:
+            raise LabError(bad("Optim", "family", f"must be one of {list(FAMILIES)}", self.family))
+        for field, default in zip(("momentum", "beta2", "eps", "weight_decay"), DEFAULTS[self.family]):
+            value = getattr(self, field)
+            value = default if value is None else _checked(field, value)
+            object.__setattr__(self, field, value)
+        if self.family == "nesterov" and not self.momentum:
+            raise LabError(bad("Optim", "momentum", "must be > 0 for Nesterov momentum", self.momentum))
+        if not isinstance(self.centered, bool) or (self.centered and self.family != "rmsprop"):
+            raise LabError(bad("Optim", "centered", "must be a bool, True only for rmsprop", self.centered))
+
+    def to_torch(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        """The equivalent `torch.optim` optimizer (the standalone run a member reproduces)."""
+        import torch
+
+        m, b2, eps, wd = self.momentum, self.beta2, self.eps, self.weight_decay
+        assert m is not None and b2 is not None and eps is not None and wd is not None  # set in __post_init__
+        if self.family in ("sgd", "nesterov"):
+            return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=self.family == "nesterov", weight_decay=wd)
+        if self.family == "adagrad":
+            return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=wd)
+        if self.family == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, alpha=b2, eps=eps, weight_decay=wd, momentum=m, centered=self.centered)
+        kind = torch.optim.Adam if self.family == "adam" else torch.optim.AdamW
+        return kind(params, lr=lr, betas=(m, b2), eps=eps, weight_decay=wd)
+
+
+def _checked(field: str, value: Any) -> float:
+    number = _check.non_negative("Optim", field, value)
+    if field in ("momentum", "beta2") and number >= 1:
+        raise LabError(bad("Optim", field, "must be in [0, 1)", value))
+    return number
+
+
+class BatchedOptimizer:
+    """Update stacked parameters in place, each member by its own family and hyperparameters.
+
+    `step(grads, lr, momentum)` takes per-member tensors of shape (P,): the lr and
+    the momentum (beta1 for Adam-like members) of this step, so schedules of both
+    are honoured exactly as `lrkit.Scheduler` writes them into a torch optimizer.
+    A member with lr 0 and zero gradients is left unchanged (how diverged members are frozen).
+
+    Example:
+        >>> import torch
+        >>> p = torch.zeros(1, 2)
+        >>> opt = BatchedOptimizer([p], [Optim("adam")])
+        >>> opt.step([torch.tensor([[1.0, -2.0]])], lr=torch.tensor([0.1]), momentum=torch.tensor([0.9]))
+        >>> [round(v, 6) for v in p[0].tolist()]
+        [-0.1, 0.1]
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], optims: Sequence[Optim]) -> None:
+        import torch
+
+        if not params or any(p.shape[0] != len(optims) for p in params):
+            raise LabError(bad("BatchedOptimizer", "params", f"must be tensors with a leading member axis of {len(optims)}", len(params)))
+        self.params = list(params)
+        self.optims = list(optims)
+        self.steps = 0
+        device = self.params[0].device
+        self.groups: list[_Group] = []
+        for family in FAMILIES:
+            members = [i for i, o in enumerate(optims) if o.family == family]
+            if members:
+                index = None if len(members) == len(optims) else torch.tensor(members, device=device)
+                self.groups.append(_Group(family, index, [optims[i] for i in members], self.params))
+
+    def step(self, grads: Sequence[torch.Tensor], lr: torch.Tensor, momentum: torch.Tensor) -> None:
+        """One update of every member with this step's per-member lr and momentum."""
+        import torch
+
+        self.steps += 1
+        with torch.no_grad():
+            for group in self.groups:
+                group.step(self.params, grads, lr, momentum, self.steps)
+
+
+class _Group:
+    """The members of one family: their hyperparameters as (P_g,) tensors and their optimizer state."""
+
+    def __init__(self, family: str, index: torch.Tensor | None, optims: list[Optim], params: list[torch.Tensor]) -> None:
+        import torch
+
+        self.family, self.index = family, index
+        device = params[0].device
+
+        def column(field: str) -> torch.Tensor:
+            return torch.tensor([float(getattr(o, field)) for o in optims], dtype=torch.float64, device=device)
+
+        self.beta2, self.eps, self.wd = column("beta2"), column("eps"), column("weight_decay")
+        self.decays = bool(self.wd.any())
+        self.centered = optims[0].centered if family == "rmsprop" else False
+        if any(o.centered != self.centered for o in optims):
+            flags = [o.centered for o in optims]
+            raise LabError(bad("BatchedOptimizer", "optims", "must agree on `centered` among rmsprop members", flags))
+        n = len(optims)
+        self.state = [{k: torch.zeros((n, *p.shape[1:]), dtype=p.dtype, device=device) for k in _STATE[family]} for p in params]
+
+    def _pick(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.index is None else t.index_select(0, self.index)
+
+    def step(self, params: list[torch.Tensor], grads: Sequence[torch.Tensor], lr: torch.Tensor, mom: torch.Tensor, t: int) -> None:
+        hp = {"lr": self._pick(lr).double(), "mom": self._pick(mom).double(), "beta2": self.beta2, "eps": self.eps, "wd": self.wd}
+        views: dict[tuple[Any, int], Hyper] = {}
+        for p_all, g_all, state in zip(params, grads, self.state):
+            p, g = self._pick(p_all), self._pick(g_all)
+            key = (p.dtype, p.dim())
+            if key not in views:  # the hyperparameters shaped (P_g, 1, ...) to broadcast over a parameter
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                views[key] = {k: v.to(p.dtype).view(shape) for k, v in hp.items()}
+            _UPDATES[self.family](self, p, g, state, views[key], hp, t)
+            if self.index is not None:
+                p_all.index_copy_(0, self.index, p)
+
+
+_STATE = {
+    "sgd": ("buf",),
+    "nesterov": ("buf",),
+    "adagrad": ("sum",),
+    "rmsprop": ("square_avg", "buf", "grad_avg"),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+}
+Hyper = dict[str, "torch.Tensor"]
+
+
+def _with_decay(grp: _Group, p: torch.Tensor, g: torch.Tensor, v: Hyper) -> torch.Tensor:
+    return g + v["wd"] * p if grp.decays else g
+
+
+def _sgd(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
+    g = _with_decay(grp, p, g, v)
+    # torch starts the buffer at the first gradient; mom * 0 + g is the same value
+    buf = s["buf"].mul_(v["mom"]).add_(g)
+    d = g + v["mom"] * buf if grp.family == "nesterov" else buf
+    p.sub_(v["lr"] * d)
+
+
+def _adagrad(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
+    g = _with_decay(grp, p, g, v)
+    total = s["sum"].addcmul_(g, g)
+    p.sub_(v["lr"] * (g / total.sqrt().add_(v["eps"])))
+
+
+def _rmsprop(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
+    import torch
+
+    g = _with_decay(grp, p, g, v)
+    alpha = v["beta2"]
+    sq = s["square_avg"].mul_(alpha).addcmul_(g, g * (1 - alpha))
+    if grp.centered:
+        avg_g = s["grad_avg"].lerp_(g, 1 - alpha)
+        avg = (sq - avg_g * avg_g).sqrt_().add_(v["eps"])
+    else:
+        avg = sq.sqrt().add_(v["eps"])
+    buf = s["buf"].mul_(v["mom"]).add_(g / avg)
+    # torch uses the momentum buffer only when momentum > 0; with momentum 0 the buffer *is* g / avg
+    step = torch.where(v["mom"] > 0, buf, g / avg)
+    p.sub_(v["lr"] * step)
+
+
+def _adam(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
+    if grp.family == "adamw":
+        p.mul_((1 - hp["lr"] * hp["wd"]).to(p.dtype).view(v["lr"].shape))
+    else:
+        g = _with_decay(grp, p, g, v)
+    beta1, beta2 = v["mom"], v["beta2"]
+    m = s["exp_avg"].lerp_(g, 1 - beta1)
+    sq = s["exp_avg_sq"].mul_(beta2).addcmul_(g, g * (1 - beta2))
+    # bias corrections in double precision from this step's beta1, as torch computes them in Python floats
+    shape = (-1,) + (1,) * (p.dim() - 1)
+    correction1 = 1 - hp["mom"] ** t
+    correction2_sqrt = (1 - hp["beta2"] ** t).sqrt()
+    step_size = (hp["lr"] / correction1).to(p.dtype).view(shape)
+    denom = (sq.sqrt() / correction2_sqrt.to(p.dtype).view(shape)).add_(v["eps"])
+    p.sub_(step_size * (m / denom))
+
+
+_UPDATES = {"sgd": _sgd, "nesterov": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}

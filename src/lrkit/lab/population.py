@@ -1,0 +1,295 @@
+"""The population trainer: P members of one architecture trained in one batched computation.
+
+Each member has its own lr schedule, momentum schedule, optimizer, plateau
+controller and seed. Schedules are pure, so each member's lr and momentum for
+every optimizer step are computed ahead as one table; a plateau's scale
+multiplies the table once per epoch, exactly as `lrkit.Scheduler` does.
+
+Member *i* is the plain PyTorch run: `torch.manual_seed(seed)` then
+`problem.make_model()`, `member.optimizer.to_torch(...)`, an `lrkit.Scheduler`
+with the same schedules and plateau (fed the test loss after every epoch), and
+minibatches in the order of `torch.randperm(n, generator=g)` per epoch, where
+`g = torch.Generator().manual_seed(seed)` (or `data_seed` for a shared order).
+
+Example:
+    >>> import lrkit
+    >>> from lrkit.lab.problems import get_problem
+    >>> members = [Member(lr=lr, seed=s) for lr in (0.1, 1e-6) for s in (0, 1)]
+    >>> r = train(get_problem("blobs"), members, epochs=3)
+    >>> r.test_acc.shape, bool(r.test_acc[:2, -1].min() > r.test_acc[2:, -1].max())
+    ((4, 3), True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrkit.errors import LabError, bad
+from lrkit.lab.optim import Optim
+from lrkit.schedules.base import Schedule
+from lrkit.schedules.shapes import Constant
+
+if TYPE_CHECKING:
+    import torch
+
+    from lrkit.lab.problems import Problem
+
+Array = npt.NDArray[np.float64]
+ORDERS = ("member", "shared")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One configuration of a population.
+
+    Args:
+        lr: an lrkit schedule over optimizer steps, or a number (a constant lr).
+        optimizer: the optimizer family and hyperparameters (default plain SGD).
+        momentum: optional schedule of the momentum (Adam's beta1); default: the optimizer's own, constant.
+        plateau: optional `lrkit.Plateau`, fed the test loss after every epoch; its scale multiplies `lr`.
+        seed: seeds the model's initialization and (with the per-member data order) the minibatch order.
+
+    Example:
+        >>> Member(lr=0.1).lr
+        constant(0.1)
+    """
+
+    lr: Schedule | float
+    optimizer: Optim = dataclasses.field(default_factory=Optim)
+    momentum: Schedule | None = None
+    plateau: Any = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool):
+            object.__setattr__(self, "lr", Constant(float(self.lr)))
+        if not isinstance(self.lr, Schedule):
+            raise LabError(bad("Member", "lr", "must be an lrkit schedule or a number", self.lr))
+        if not isinstance(self.optimizer, Optim):
+            raise LabError(bad("Member", "optimizer", "must be an lrkit.lab.Optim", self.optimizer))
+        if self.momentum is not None and not isinstance(self.momentum, Schedule):
+            raise LabError(bad("Member", "momentum", "must be an lrkit schedule or None", self.momentum))
+        if self.plateau is not None and not (hasattr(self.plateau, "init") and hasattr(self.plateau, "update")):
+            raise LabError(bad("Member", "plateau", "must be an lrkit.Plateau or None", self.plateau))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise LabError(bad("Member", "seed", "must be an integer", self.seed))
+
+    def lr_values(self, steps: int) -> Array:
+        """The member's scheduled lr at steps 0..steps-1 (before any plateau scale)."""
+        schedule = self.lr if isinstance(self.lr, Schedule) else Constant(float(self.lr))
+        return schedule.values(np.arange(steps))
+
+    def momentum_values(self, steps: int) -> Array:
+        """The member's momentum (or beta1) at steps 0..steps-1."""
+        if self.momentum is not None:
+            return self.momentum.values(np.arange(steps))
+        return np.full(steps, float(self.optimizer.momentum or 0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationResult:
+    """Per-member, per-epoch records of a population run; arrays are (P, epochs).
+
+    `lr` and `momentum` are the values of each epoch's last update; metrics after
+    a member diverged are NaN, and `diverged_epoch[i]` is the epoch (from 1) in
+    which member i's loss turned non-finite, or 0. `initial_test_loss` is each
+    member's test loss before training; `updates[e]` counts optimizer steps to
+    the end of epoch e + 1.
+
+    Example:
+        >>> from lrkit.lab.problems import get_problem
+        >>> r = train(get_problem("blobs"), [Member(lr=0.05)], epochs=2)
+        >>> r.lr.tolist(), r.updates.tolist(), r.diverged.tolist()
+        ([[0.05, 0.05]], [16, 32], [False])
+    """
+
+    members: tuple[Member, ...]
+    train_loss: Array
+    train_acc: Array
+    test_loss: Array
+    test_acc: Array
+    lr: Array
+    momentum: Array
+    diverged_epoch: npt.NDArray[np.int64]
+    initial_test_loss: Array
+    updates: npt.NDArray[np.int64]
+
+    @property
+    def diverged(self) -> npt.NDArray[np.bool_]:
+        """Whether each member diverged."""
+        return np.asarray(self.diverged_epoch > 0)
+
+
+def train(
+    problem: Problem,
+    members: Sequence[Member],
+    *,
+    epochs: int | None = None,
+    batch_size: int | Sequence[int] | None = None,
+    order: str = "member",
+    data_seed: int = 0,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> PopulationResult:
+    """Train every member on `problem` at once and record each epoch.
+
+    Args:
+        problem: the data, model factory and loss (`lrkit.lab.problems.get_problem`).
+        members: the configurations; all share the problem's architecture.
+        epochs: training budget (default: the problem's).
+        batch_size: one size, or one per epoch (a growing batch); default: the problem's.
+        order: "member" (each member shuffles with its own seed, the honest default for seed
+            studies) or "shared" (all members see the same minibatches, drawn with `data_seed`).
+        data_seed: the shuffling seed of the shared order.
+        device: where to train (default: where the problem's tensors are).
+        on_epoch: called with the epoch number (from 1) after each epoch, e.g. to advance a progress bar.
+
+    Example:
+        >>> from lrkit.lab.problems import get_problem
+        >>> r = train(get_problem("blobs"), [Member(lr=0.1, seed=s) for s in range(3)], epochs=1, order="shared")
+        >>> r.test_loss.shape
+        (3, 1)
+    """
+    run = _Run(problem, list(members), _epochs(problem, epochs), batch_size, order, data_seed, device)
+    for epoch in range(1, run.epochs + 1):
+        run.train_epoch(epoch)
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return run.result()
+
+
+def _epochs(problem: Problem, epochs: int | None) -> int:
+    value = problem.epochs if epochs is None else epochs
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LabError(bad("train", "epochs", "must be a positive integer", epochs))
+    return value
+
+
+def _batch_sizes(problem: Problem, batch_size: int | Sequence[int] | None, epochs: int) -> list[int]:
+    given = problem.batch_size if batch_size is None else batch_size
+    sizes = [given] * epochs if isinstance(given, int) else list(given)
+    if len(sizes) != epochs or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+        raise LabError(bad("train", "batch_size", f"must be a positive integer or {epochs} of them (one per epoch)", batch_size))
+    return sizes
+
+
+class _Run:
+    """The state of one population run: stacked weights, optimizer, schedules, controllers, records."""
+
+    def __init__(
+        self, problem: Problem, members: list[Member], epochs: int, batch_size: Any, order: str, data_seed: int, device: Any
+    ) -> None:
+        import torch
+
+        from lrkit.lab.optim import BatchedOptimizer
+        from lrkit.lab.stacked import StackedModel
+
+        if not members or not all(isinstance(m, Member) for m in members):
+            raise LabError(bad("train", "members", "must be a non-empty sequence of Member", members))
+        if order not in ORDERS:
+            raise LabError(bad("train", "order", f"must be one of {list(ORDERS)}", order))
+        self.problem, self.members, self.epochs, self.order = problem, members, epochs, order
+        self.sizes = _batch_sizes(problem, batch_size, epochs)
+        self.model = StackedModel(problem, [m.seed for m in members], device)
+        self.device = self.model.params[0].device
+        self.data = [t.to(self.device) for t in (problem.x_train, problem.y_train, problem.x_test, problem.y_test)]
+        self.optimizer = BatchedOptimizer(self.model.params, [m.optimizer for m in members])
+        n = len(problem.x_train)
+        self.per_epoch = [math.ceil(n / b) for b in self.sizes]
+        total = sum(self.per_epoch)
+        self.lr_table = np.stack([m.lr_values(total + 1) for m in members])  # + 1: the lr after the last step
+        self.momentum = torch.tensor(np.stack([m.momentum_values(total) for m in members]), dtype=torch.float64, device=self.device)
+        seeds = [data_seed] if order == "shared" else [m.seed for m in members]
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.plateau_states = [m.plateau.init() if m.plateau is not None else None for m in members]
+        self.scale = np.ones(len(members))
+        self.alive = torch.ones(len(members), dtype=torch.bool, device=self.device)
+        self.step = 0
+        self.records: dict[str, list[Array]] = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "momentum")}
+        self.diverged_epoch = np.zeros(len(members), dtype=np.int64)
+        self.initial_test_loss = self.model.evaluate(problem, self.data[2], self.data[3])[0].cpu().numpy()
+        self.updates: list[int] = []
+
+    def _orders(self) -> torch.Tensor:
+        import torch
+
+        n = len(self.problem.x_train)
+        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
+        return perms.expand(len(self.members), n) if self.order == "shared" else perms
+
+    def train_epoch(self, epoch: int) -> None:
+        """All minibatch updates of one epoch, then the evaluation, the records and the plateau updates."""
+        import torch
+
+        x, y = self.data[0], self.data[1]
+        size, steps = self.sizes[epoch - 1], self.per_epoch[epoch - 1]
+        perms = self._orders()
+        # the plateau scale changes only between epochs: this epoch's lrs are one table slice
+        lrs = torch.tensor(self.lr_table[:, self.step : self.step + steps] * self.scale[:, None], dtype=torch.float64, device=self.device)
+        sums = torch.zeros(2, len(self.members), dtype=torch.float64, device=self.device)
+        for k in range(steps):
+            idx = perms[:, k * size : (k + 1) * size]
+            sums += self._update(x[idx], y[idx], lrs[:, k], self.momentum[:, self.step])
+            self.step += 1
+        self._record(epoch, sums / len(x), lrs[:, -1])
+
+    def _update(self, xb: torch.Tensor, yb: torch.Tensor, lr: torch.Tensor, momentum: torch.Tensor) -> torch.Tensor:
+        """One minibatch update of every member; returns the summed loss and hits of the minibatch, (2, P)."""
+        import torch
+
+        out = self.model(xb)
+        losses = self.problem.loss(out, yb)
+        grads = torch.autograd.grad(losses.sum(), self.model.params)
+        # a member whose loss is not finite is frozen: zero gradient and zero lr from now on
+        self.alive &= torch.isfinite(losses)
+        keep = self.alive
+        grads = tuple(torch.where(keep.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for g in grads)
+        self.optimizer.step(grads, lr * keep, momentum)
+        with torch.no_grad():
+            hits = (out.argmax(-1) == yb).sum(-1) if self.problem.task == "classification" else torch.zeros_like(losses)
+            return torch.stack([losses.detach() * len(yb[0]), hits]).double()
+
+    def _record(self, epoch: int, train: torch.Tensor, lr: torch.Tensor) -> None:
+        """Train metrics are the epoch's running means over its minibatches (as Keras reports them); test metrics a full pass."""
+        import torch
+
+        test = self.model.evaluate(self.problem, self.data[2], self.data[3])
+        alive = self.alive.cpu().numpy()
+        self.diverged_epoch[(~alive) & (self.diverged_epoch == 0)] = epoch
+        train_acc = train[1] if self.problem.task == "classification" else torch.full_like(train[1], float("nan"))
+        values = {
+            "train_loss": train[0], "train_acc": train_acc, "test_loss": test[0], "test_acc": test[1],
+            "lr": lr, "momentum": self.momentum[:, self.step - 1],
+        }  # fmt: skip
+        for key, value in values.items():
+            row = value.double().cpu().numpy().copy()
+            if key not in ("lr", "momentum"):
+                row[~alive] = np.nan
+            self.records[key].append(row)
+        self.updates.append(self.step)
+        self._plateaus(self.records["test_loss"][-1], alive)
+
+    def _plateaus(self, test_loss: Array, alive: npt.NDArray[np.bool_]) -> None:
+        """Feed each member's plateau the test loss, with the lr before the plateau scale (as `Scheduler.observe`)."""
+        for i, (member, state) in enumerate(zip(self.members, self.plateau_states)):
+            if state is None or not alive[i] or not math.isfinite(test_loss[i]):
+                continue
+            base = float(self.lr_table[i, self.step])
+            new = member.plateau.update(state, float(test_loss[i]), base)
+            self.plateau_states[i] = new
+            self.scale[i] = float(new.scale)
+
+    def result(self) -> PopulationResult:
+        """The records as (P, epochs) arrays."""
+        arrays = {k: np.stack(v, axis=1) for k, v in self.records.items()}
+        return PopulationResult(
+            members=tuple(self.members), diverged_epoch=self.diverged_epoch.copy(), initial_test_loss=self.initial_test_loss,
+            updates=np.asarray(self.updates, dtype=np.int64), **arrays,
+        )  # fmt: skip

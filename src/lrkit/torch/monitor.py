@@ -1,0 +1,279 @@
+"""`lrkit.Monitor`: record what the learning rate does to a run, and explain problems.
+
+Each `record(step, loss=...)` reads the lr and momentum of every param group, the
+controllers' scales of an attached `lrkit.Scheduler`, and with a model the
+gradient norm and update-to-weight ratio per group. The columns go to CSV,
+TensorBoard or a figure, and `diagnose()` turns them into findings with evidence
+(the rules live, pure, in `lrkit.analysis.diagnose`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import numbers
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from lrkit.analysis.diagnose import Finding, diagnose
+from lrkit.errors import ControlError, bad
+from lrkit.torch.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class Monitor:
+    """A recorder of lr, momentum, loss, gradient norms and update ratios, one row per `record`.
+
+    Args:
+        optimizer: the optimizer whose groups are read.
+        model: if given, its parameters' gradient norm and update-to-weight ratio
+            `||w - w_prev|| / ||w_prev||` are recorded per group (a CPU copy of the
+            weights is kept between records; the ratio is averaged per step elapsed).
+        scheduler: an `lrkit.Scheduler`; its plateau scale and multiplier are recorded.
+
+    With one param group the columns are `lr`, `momentum`, `grad_norm`, `update_ratio`;
+    with several, each group `i` gets `lr/i`, `momentum/i`, ...
+
+    Example:
+        >>> import torch, lrkit
+        >>> model = torch.nn.Linear(2, 1)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> mon = lrkit.Monitor(opt, model)
+        >>> for step in range(3):
+        ...     opt.zero_grad()
+        ...     loss = model(torch.ones(4, 2)).pow(2).mean()
+        ...     loss.backward()
+        ...     opt.step()
+        ...     mon.record(step, loss=loss)
+        >>> sorted(mon.history)
+        ['grad_norm', 'loss', 'lr', 'momentum', 'step', 'update_ratio']
+        >>> mon.history["lr"].tolist()
+        [0.1, 0.1, 0.1]
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None, scheduler: Scheduler | None = None) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ControlError(bad("Monitor", "optimizer", "must be a torch.optim.Optimizer", optimizer))
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise ControlError(bad("Monitor", "model", "must be a torch.nn.Module or None", model))
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise ControlError(bad("Monitor", "scheduler", "must be an lrkit.Scheduler or None", scheduler))
+        self.optimizer = optimizer
+        self.model = model
+        self.scheduler = scheduler
+        self._columns: dict[str, list[float]] = {"step": []}
+        self._previous: list[torch.Tensor] = []
+        self._previous_step = -1
+
+    def __len__(self) -> int:
+        return len(self._columns["step"])
+
+    # -- recording -------------------------------------------------------------
+    def record(self, step: int, loss: float | torch.Tensor | None = None, **metrics: float | torch.Tensor) -> None:
+        """Add one row: `step`, `loss`, any extra named metrics, and what is read from the optimizer.
+
+        Example:
+            >>> import torch
+            >>> mon = Monitor(torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=0.01))
+            >>> mon.record(0, loss=1.5, accuracy=0.5)
+            >>> {k: v.tolist() for k, v in mon.history.items()}
+            {'step': [0], 'loss': [1.5], 'accuracy': [0.5], 'lr': [0.01], 'momentum': [0.9]}
+        """
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ControlError(bad("Monitor.record", "step", "must be an integer >= 0", step))
+        if len(self) and step <= self._columns["step"][-1]:
+            raise ControlError(bad("Monitor.record", "step", f"must increase (last recorded: {self._columns['step'][-1]})", step))
+        row: dict[str, float] = {}
+        if loss is not None:
+            row["loss"] = _number("loss", loss)
+        row.update({name: _number(name, value) for name, value in metrics.items()})
+        row.update(self._optimizer_row())
+        if self.model is not None:
+            row.update(self._model_row(int(step)))
+        self._append(int(step), row)
+
+    def _name(self, name: str, group: int) -> str:
+        return name if len(self.optimizer.param_groups) == 1 else f"{name}/{group}"
+
+    def _optimizer_row(self) -> dict[str, float]:
+        row: dict[str, float] = {}
+        for i, group in enumerate(self.optimizer.param_groups):
+            row[self._name("lr", i)] = float(group["lr"])
+            if "momentum" in group:
+                row[self._name("momentum", i)] = float(group["momentum"])
+            elif "betas" in group:
+                row[self._name("momentum", i)] = float(group["betas"][0])
+        if self.scheduler is not None:
+            row["multiplier"] = self.scheduler.multiplier
+            if self.scheduler.plateau_state is not None:
+                row["plateau_scale"] = float(self.scheduler.plateau_state.scale)
+        return row
+
+    def _watched(self) -> list[list[torch.Tensor]]:
+        """Each group's parameters that belong to the model."""
+        assert self.model is not None  # only called with a model
+        ids = {id(p) for p in self.model.parameters()}
+        return [[p for p in group["params"] if id(p) in ids] for group in self.optimizer.param_groups]
+
+    @torch.no_grad()
+    def _model_row(self, step: int) -> dict[str, float]:
+        row: dict[str, float] = {}
+        current = []
+        for i, params in enumerate(self._watched()):
+            grads = [p.grad for p in params if p.grad is not None]
+            row[self._name("grad_norm", i)] = float(torch.nn.utils.get_total_norm(grads)) if grads else math.nan
+            flat = torch.cat([p.detach().reshape(-1) for p in params]).to("cpu", torch.float32, copy=True) if params else torch.zeros(0)
+            current.append(flat)
+            row[self._name("update_ratio", i)] = self._update_ratio(i, flat, step)
+        self._previous, self._previous_step = current, step
+        return row
+
+    def _update_ratio(self, group: int, flat: torch.Tensor, step: int) -> float:
+        """||w - w_prev|| / ||w_prev||, divided by the steps since the previous record."""
+        if group >= len(self._previous) or self._previous[group].shape != flat.shape:
+            return math.nan
+        previous = self._previous[group]
+        norm = float(previous.norm())
+        return float((flat - previous).norm()) / norm / (step - self._previous_step) if norm > 0 else math.nan
+
+    def _append(self, step: int, row: dict[str, float]) -> None:
+        n = len(self)
+        for name in row.keys() - self._columns.keys():
+            self._columns[name] = [math.nan] * n  # a column that starts late is NaN before
+        self._columns["step"].append(step)
+        for name, column in self._columns.items():
+            if name != "step":
+                column.append(row.get(name, math.nan))
+
+    # -- reading ---------------------------------------------------------------
+    @property
+    def history(self) -> dict[str, npt.NDArray[Any]]:
+        """The recorded columns as numpy arrays (`step` as integers, the rest floats; NaN where not recorded).
+
+        Example:
+            >>> import torch
+            >>> mon = Monitor(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.5))
+            >>> mon.record(0, loss=2.0); mon.record(5)
+            >>> mon.history["loss"].tolist(), mon.history["step"].tolist()
+            ([2.0, nan], [0, 5])
+        """
+        return {name: np.asarray(col, dtype=np.int64 if name == "step" else np.float64) for name, col in self._columns.items()}
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the history as CSV: a header of column names, one line per record.
+
+        Example:
+            >>> import torch, tempfile, pathlib
+            >>> mon = Monitor(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.5))
+            >>> mon.record(0, loss=2.0)
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "h.csv"
+            >>> mon.to_csv(path); path.read_text().splitlines()
+            ['step,loss,lr,momentum', '0,2.0,0.5,0.0']
+        """
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self._columns)
+            writer.writerows(zip(*self._columns.values()))
+
+    def to_tensorboard(self, writer: Any, prefix: str = "") -> None:
+        """Write every recorded number as a scalar (`writer.add_scalar(tag, value, step)`), NaNs left out.
+
+        `writer` is a `torch.utils.tensorboard.SummaryWriter` or anything with `add_scalar`.
+
+        Example:
+            >>> import torch
+            >>> class Printer:
+            ...     def add_scalar(self, tag, value, step): print(tag, value, step)
+            >>> mon = Monitor(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.5))
+            >>> mon.record(3, loss=2.0)
+            >>> mon.to_tensorboard(Printer(), prefix="train/")
+            train/loss 2.0 3
+            train/lr 0.5 3
+            train/momentum 0.0 3
+        """
+        if not callable(getattr(writer, "add_scalar", None)):
+            raise ControlError(bad("Monitor.to_tensorboard", "writer", "must have an add_scalar(tag, value, step) method", writer))
+        steps = self._columns["step"]
+        for name, column in self._columns.items():
+            if name != "step":
+                for step, value in zip(steps, column):
+                    if math.isfinite(value):
+                        writer.add_scalar(prefix + name, value, step)
+        if callable(getattr(writer, "flush", None)):
+            writer.flush()
+
+    def plot(self) -> Figure:
+        """A 2 x 2 figure over steps: lr, loss, gradient norm, update-to-weight ratio (with the 1e-3 rule of thumb).
+
+        Example:
+            >>> import torch
+            >>> mon = Monitor(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.5))
+            >>> mon.record(0, loss=2.0); mon.record(1, loss=1.0)
+            >>> [ax.get_title() for ax in mon.plot().axes]
+            ['learning rate', 'loss', 'gradient norm', 'update / weight per step']
+        """
+        from lrkit.plot import new_figure
+
+        fig = new_figure(2, 2, size=(5.0, 3.5))
+        history = self.history
+        panels = [("lr", "learning rate"), ("loss", "loss"), ("grad_norm", "gradient norm"), ("update_ratio", "update / weight per step")]
+        for ax, (name, title) in zip(fig.axes, panels):
+            _plot_panel(ax, history, name, title)
+        return fig
+
+    def diagnose(self, **thresholds: float) -> list[Finding]:
+        """Findings about the lr from the recorded loss, lr and update ratios (see `lrkit.analysis.diagnose.diagnose`).
+
+        Example:
+            >>> import torch
+            >>> mon = Monitor(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1))
+            >>> for step in range(200):
+            ...     mon.record(step, loss=1.0 / (1 + step))
+            >>> [f.kind for f in mon.diagnose()]
+            ['healthy']
+        """
+        history = self.history
+        loss = history.get("loss")
+        if loss is None or not len(loss):
+            raise ControlError(bad("Monitor.diagnose", "loss", "must have been recorded (record(step, loss=...))", None))
+        return diagnose(
+            history["step"], loss, lr=_first_group(history, "lr"), update_ratio=_first_group(history, "update_ratio"), **thresholds
+        )
+
+
+LearningRateMonitor = Monitor  # the Keras / Lightning name for the same recorder
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ControlError(bad("Monitor.record", name, "must be a number or a one-element tensor", value))
+    return float(value)
+
+
+def _first_group(history: dict[str, npt.NDArray[Any]], name: str) -> npt.NDArray[np.float64] | None:
+    return history.get(name, history.get(f"{name}/0"))
+
+
+def _plot_panel(ax: Any, history: dict[str, npt.NDArray[Any]], name: str, title: str) -> None:
+    columns = [k for k in history if k == name or k.startswith(f"{name}/")]
+    for column in columns:
+        ax.plot(history["step"], history[column], label=column, linewidth=1)
+    if not columns:
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
+    elif name != "loss" and all(np.nanmin(history[c], initial=np.inf) > 0 for c in columns):
+        ax.set_yscale("log")
+    if name == "update_ratio" and columns:
+        ax.axhline(1e-3, color="gray", linestyle="--", linewidth=1, label="1e-3")
+    if len(columns) > 1 or name == "update_ratio":
+        ax.legend(fontsize="small")
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)

@@ -1,0 +1,169 @@
+"""Population trainer: member i equals a standalone torch.optim + lrkit.Scheduler run, to float tolerance."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import lrkit
+from lrkit.errors import LabError
+from lrkit.lab.optim import Optim
+from lrkit.lab.population import Member, train
+from lrkit.lab.problems import Problem, get_problem
+from lrkit.lab.stacked import StackedModel
+
+EPOCHS = 3
+
+
+def standalone(problem: Problem, member: Member, epochs: int, *, data_seed: int | None = None) -> tuple[list[torch.Tensor], list[float]]:
+    """The plain PyTorch run a member stands for: its final weights and test loss per epoch."""
+    torch.manual_seed(member.seed)
+    model = problem.make_model()
+    optimizer = member.optimizer.to_torch(model.parameters(), lr=1.0)
+    lr = member.lr if isinstance(member.lr, lrkit.Schedule) else lrkit.constant(member.lr)
+    sched = lrkit.Scheduler(optimizer, lr=lr, momentum=member.momentum, plateau=member.plateau)
+    g = torch.Generator().manual_seed(member.seed if data_seed is None else data_seed)
+    n, size, losses = len(problem.x_train), problem.batch_size, []
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for k in range(0, n, size):
+            idx = perm[k : k + size]
+            optimizer.zero_grad()
+            problem.loss(model(problem.x_train[idx]), problem.y_train[idx]).backward()
+            optimizer.step()
+            sched.step()
+        with torch.no_grad():
+            losses.append(float(problem.loss(model(problem.x_test), problem.y_test)))
+        if member.plateau is not None:
+            sched.observe(losses[-1])
+    return [p.detach().clone() for p in model.parameters()], losses
+
+
+def assert_member_matches(problem: Problem, members: list[Member], epochs: int = EPOCHS, **kw: object) -> None:
+    result = train(problem, members, epochs=epochs, **kw)  # type: ignore[arg-type]
+    stacked = _final_weights(problem, members, epochs, **kw)
+    for i, member in enumerate(members):
+        weights, losses = standalone(problem, member, epochs, data_seed=kw.get("data_seed") if kw.get("order") == "shared" else None)  # type: ignore[arg-type]
+        for got, want in zip(stacked, weights):
+            torch.testing.assert_close(got[i], want, rtol=1e-4, atol=1e-5, msg=f"member {i}: {member}")
+        np.testing.assert_allclose(result.test_loss[i], losses, rtol=1e-4, atol=1e-6, err_msg=f"member {i}: {member}")
+
+
+_WEIGHTS: dict[int, list[torch.Tensor]] = {}
+
+
+def _final_weights(problem: Problem, members: list[Member], epochs: int, **kw: object) -> list[torch.Tensor]:
+    """Train again with a hook on the stacked model, to read the final weights."""
+    import lrkit.lab.population as population
+
+    captured: list[list[torch.Tensor]] = []
+    original = population._Run.result
+
+    def result(self: population._Run) -> population.PopulationResult:
+        captured.append([p.detach().clone() for p in self.model.params])
+        return original(self)
+
+    population._Run.result = result  # type: ignore[method-assign]
+    try:
+        train(problem, members, epochs=epochs, **kw)  # type: ignore[arg-type]
+    finally:
+        population._Run.result = original  # type: ignore[method-assign]
+    return captured[0]
+
+
+FAMILIES = {
+    "sgd": Optim("sgd"),
+    "sgd_momentum_wd": Optim("sgd", momentum=0.9, weight_decay=1e-3),
+    "nesterov": Optim("nesterov", momentum=0.8),
+    "adagrad": Optim("adagrad", weight_decay=1e-3),
+    "rmsprop": Optim("rmsprop"),
+    "rmsprop_momentum_centered": Optim("rmsprop", momentum=0.5, centered=True),
+    "adam": Optim("adam", weight_decay=1e-3),
+    "adamw": Optim("adamw"),
+}
+LRS = {"sgd": 0.05, "nesterov": 0.05, "adagrad": 0.05, "rmsprop": 0.003, "adam": 0.003, "adamw": 0.003}
+
+
+@pytest.mark.parametrize("plateau", [None, lrkit.Plateau(patience=0, factor=0.5, threshold=0.05)], ids=["plain", "plateau"])
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_member_equals_standalone_run(name: str, plateau: lrkit.Plateau | None) -> None:
+    opt = FAMILIES[name]
+    lr = LRS[opt.family]
+    members = [
+        Member(lr=lr, optimizer=opt, plateau=plateau, seed=1),
+        Member(lr=lrkit.warmup(lrkit.cosine(start=lr, steps=40), steps=8), optimizer=opt, plateau=plateau, seed=2),
+    ]
+    assert_member_matches(get_problem("blobs"), members)
+
+
+def test_mixed_families_and_momentum_schedules_in_one_population() -> None:
+    cyc = lrkit.cosine(start=0.95, end=0.85, steps=48)
+    members = [
+        Member(lr=0.05, optimizer=Optim("sgd", momentum=0.9), momentum=cyc, seed=0),
+        Member(lr=0.003, optimizer=Optim("adam"), momentum=cyc, seed=1, plateau=lrkit.Plateau(patience=0, factor=0.5, threshold=0.05)),
+        Member(lr=0.01, optimizer=Optim("adagrad"), seed=2),
+        Member(lr=lrkit.step_decay(start=0.01, factor=0.5, every=16), optimizer=Optim("rmsprop", momentum=0.3), seed=3),
+        Member(lr=0.05, seed=4),
+    ]
+    assert_member_matches(get_problem("blobs"), members)
+
+
+def test_shared_order_uses_the_data_seed() -> None:
+    members = [Member(lr=0.05, seed=s) for s in (0, 1)]
+    assert_member_matches(get_problem("moons"), members, epochs=2, order="shared", data_seed=7)
+
+
+def test_vmapped_path_matches_for_a_cnn() -> None:
+    p = get_problem("digits_cnn")
+    small = dataclasses.replace(p, x_train=p.x_train[:96], y_train=p.y_train[:96], x_test=p.x_test[:64], y_test=p.y_test[:64])
+    assert not StackedModel(small, [0]).fast
+    assert_member_matches(small, [Member(lr=0.05, optimizer=Optim("sgd", momentum=0.9), seed=s) for s in (0, 1)], epochs=2)
+
+
+def test_regression_problem_matches() -> None:
+    p = get_problem("regression")
+    small = dataclasses.replace(p, x_train=p.x_train[:128], y_train=p.y_train[:128])
+    assert_member_matches(small, [Member(lr=0.01, optimizer=Optim("adam"), seed=s) for s in (0, 1)], epochs=2)
+    r = train(small, [Member(lr=0.01)], epochs=1)
+    assert np.isnan(r.test_acc).all() and np.isfinite(r.test_loss).all()
+
+
+def test_diverged_member_is_frozen_and_others_unaffected() -> None:
+    p = get_problem("blobs")
+    good = [Member(lr=0.05, seed=s) for s in (0, 1)]
+    bad_member = Member(lr=1e30, optimizer=Optim("sgd", momentum=0.9), seed=2)
+    with_bad = train(p, [good[0], bad_member, good[1]], epochs=EPOCHS)
+    without = train(p, good, epochs=EPOCHS)
+    assert with_bad.diverged.tolist() == [False, True, False]
+    assert with_bad.diverged_epoch[1] >= 1 and np.isnan(with_bad.test_loss[1, -1])
+    np.testing.assert_array_equal(with_bad.test_loss[[0, 2]], without.test_loss)
+
+
+def test_records_lr_momentum_plateau_and_growing_batches() -> None:
+    p = get_problem("blobs")
+    member = Member(lr=0.1, optimizer=Optim("sgd", momentum=0.5), plateau=lrkit.Plateau(patience=0, factor=0.1, threshold=10.0))
+    r = train(p, [member], epochs=3, batch_size=[32, 128, 500])
+    # threshold=10 (relative): no evaluation ever counts as an improvement, so each one after the first cuts the lr
+    np.testing.assert_allclose(r.lr[0], [0.1, 0.01, 0.001])
+    assert r.momentum[0].tolist() == [0.5, 0.5, 0.5]
+    assert r.updates.tolist() == [16, 16 + 4, 16 + 4 + 1]
+    assert (r.train_acc >= 0).all() and (r.train_acc <= 1).all()
+
+
+def test_bad_input() -> None:
+    p = get_problem("blobs")
+    with pytest.raises(LabError, match="members"):
+        train(p, [])
+    with pytest.raises(LabError, match="order"):
+        train(p, [Member(lr=0.1)], order="random")
+    with pytest.raises(LabError, match="batch_size"):
+        train(p, [Member(lr=0.1)], epochs=2, batch_size=[32])
+    with pytest.raises(LabError, match="lr"):
+        Member(lr="fast")  # type: ignore[arg-type]
+    with pytest.raises(LabError, match="family"):
+        Optim("lion")
+    with pytest.raises(LabError, match="momentum"):
+        Optim("nesterov", momentum=0.0)
