@@ -118,7 +118,10 @@ def test_shared_order_uses_the_data_seed() -> None:
 
 def test_vmapped_path_matches_for_a_cnn() -> None:
     p = get_problem("digits_cnn")
-    small = dataclasses.replace(p, x_train=p.x_train[:96], y_train=p.y_train[:96], x_test=p.x_test[:64], y_test=p.y_test[:64])
+    # digits' exact zeros make max-pool ties, whose gradient either implementation may route to a different (equally valid) input
+    noise = torch.Generator().manual_seed(0)
+    x_train = p.x_train[:96] + 0.01 * torch.randn(p.x_train[:96].shape, generator=noise)
+    small = dataclasses.replace(p, x_train=x_train, y_train=p.y_train[:96], x_test=p.x_test[:64], y_test=p.y_test[:64])
     assert not StackedModel(small, [0]).fast
     assert_member_matches(small, [Member(lr=0.05, optimizer=Optim("sgd", momentum=0.9), seed=s) for s in (0, 1)], epochs=2)
 

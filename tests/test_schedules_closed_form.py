@@ -144,7 +144,9 @@ def one_cycle_reference(t: int, peak: float, total: int, pct: float, div: float,
 @pytest.mark.parametrize("cos", [True, False])
 @pytest.mark.parametrize("three", [True, False])
 def test_one_cycle(cos: bool, three: bool) -> None:
-    s = lrkit.one_cycle(peak=0.4, total_steps=200, pct_start=0.25, div_factor=10, final_div_factor=100, anneal="cos" if cos else "linear", three_phase=three)
+    s = lrkit.one_cycle(
+        peak=0.4, total_steps=200, pct_start=0.25, div_factor=10, final_div_factor=100, anneal="cos" if cos else "linear", three_phase=three
+    )
     steps = list(range(0, 260))
     want = [one_cycle_reference(t, 0.4, 200, 0.25, 10, 100, cos, three) for t in steps]
     np.testing.assert_allclose(s.values(steps), want, rtol=1e-12)

@@ -276,7 +276,9 @@ def wsd_with_decay(draw: st.DrawFn) -> lrkit.Schedule:
 JOINED = {
     "warmup": st.builds(
         lrkit.warmup,
-        st.builds(lrkit.cosine, start=value, steps=duration, end=value) | st.builds(lrkit.linear, value, value, duration) | st.builds(lrkit.constant, value),
+        st.builds(lrkit.cosine, start=value, steps=duration, end=value)
+        | st.builds(lrkit.linear, value, value, duration)
+        | st.builds(lrkit.constant, value),
         steps=duration,
         start=value,
     ),

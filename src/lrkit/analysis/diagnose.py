@@ -17,6 +17,7 @@ carries the steps it covers, the numbers behind it and advice:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any
 
@@ -188,7 +189,7 @@ def _diverged(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None) -> Fi
 
 def _curve(steps: npt.NDArray[np.int64], loss: Array, windows: int) -> _Curve:
     edges = np.linspace(0, len(loss), windows + 1).astype(int)
-    bounds = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    bounds = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
     levels = np.array([np.median(loss[a:b]) for a, b in bounds])
     residuals = np.concatenate([loss[a:b] - level for (a, b), level in zip(bounds, levels)])
     sigma = 1.4826 * float(np.median(np.abs(residuals)))

@@ -74,8 +74,11 @@ def prepare(lrs: npt.ArrayLike, losses: npt.ArrayLike, func: str = "prepare") ->
     y = np.asarray(losses, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise FinderError(bad(func, "losses", f"must have one loss per lr ({x.size})", y.size))
-    bad_at = np.flatnonzero(~np.isfinite(y) | ~np.isfinite(x) | (x <= 0))
-    n = int(bad_at[0]) if bad_at.size else x.size
+    bad_at = np.flatnonzero(~np.isfinite(y) | ~np.isfinite(x))
+    cut = int(bad_at[0]) if bad_at.size else x.size
+    positive = x[:cut] > 0  # a linear test may start at lr 0: log-lr rules skip it
+    x, y = x[:cut][positive], y[:cut][positive]
+    n = x.size
     if n < 3:
         raise FinderError(bad(func, "losses", "must start with at least 3 finite losses at positive lrs", n))
     start, end = (int(SKIP_START * n), n - SKIP_END) if n >= 30 else (0, n)  # short curves: keep every point
@@ -249,7 +252,7 @@ def curve_warnings(lrs: npt.ArrayLike, raw: npt.ArrayLike, smoothed: npt.ArrayLi
     """
     y_raw = np.asarray(raw, dtype=np.float64)
     try:
-        x, y = prepare(lrs, smoothed, "curve_warnings")
+        _, y = prepare(lrs, smoothed, "curve_warnings")
     except FinderError:
         return ["too few finite losses to judge: lower `start` or `end`"]
     notes = []

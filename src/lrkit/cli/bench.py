@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +27,7 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 @click.option("--grid-points", type=int, default=None, help="Constant lrs in the grid (default: 12).")
 @click.option("--workers", type=int, default=None, help="Processes, one thread each (default: 2).")
 @click.option("--no-tlf", is_flag=True, help="Skip the torch-lr-finder comparison.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-bench"), show_default=True, help="Output folder.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-bench"), show_default=True, help="Output dir.")
 def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str | None, grid_points: int | None,
            workers: int | None, no_tlf: bool, out: Path) -> None:  # fmt: skip
     """Score every suggestion rule and torch-lr-finder: regret against the grid-best validation loss.
@@ -39,7 +40,7 @@ def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str
     from lrkit.bench.finder import Config, run
 
     config = Config.quick() if quick else Config()
-    given = {"problems": _names(problems), "optimizers": _names(optimizers), "grid_points": grid_points, "workers": workers}
+    given: dict[str, Any] = {"problems": _names(problems), "optimizers": _names(optimizers), "grid_points": grid_points, "workers": workers}
     if seeds is not None:
         try:
             given["seeds"] = tuple(int(s) for s in _names(seeds) or ())

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option("--problem", default="blobs", show_default=True, help="A built-in problem (see `lrkit bench finder --help`) or 'pkg.module:function'.")
+@click.option("--problem", default="blobs", show_default=True, help="A built-in problem (e.g. blobs, digits) or 'pkg.module:function'.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True, help="SGD (momentum 0.9) or Adam.")
 @click.option("--start", type=float, default=1e-7, show_default=True, help="First lr of the ramp.")
 @click.option("--end", type=float, default=10.0, show_default=True, help="Last lr of the ramp.")
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @click.option("--val-batches", type=int, default=None, help="Record the loss on this many test-split batches instead of the train loss.")
 @click.option("--accuracy", is_flag=True, help="Record accuracy (Smith's test; with --val-batches on the test split).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model, the data order and the problem's data.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-find"), show_default=True, help="Output folder.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-find"), show_default=True, help="Output dir.")
 def find(problem: str, optimizer: str, start: float, end: float, steps: int, mode: str, repeats: int,
          val_batches: int | None, accuracy: bool, seed: int, out: Path) -> None:  # fmt: skip
     """Run the range test on PROBLEM and write OUT/lr_find.png and OUT/lr_find.json.

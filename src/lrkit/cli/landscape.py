@@ -64,20 +64,23 @@ def _write_page(html: Path, steps: int) -> None:
 @click.option("--noise", type=float, default=0.0, show_default=True, help="Std of Gaussian gradient noise (mini-batch model).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
 @click.option("--gif/--no-gif", default=True, show_default=True, help="Also write an animated GIF.")
+@click.option("--frames", type=click.IntRange(min=2), default=30, show_default=True, help="Frames of the GIF.")
+@click.option("--resolution", type=click.IntRange(min=2), default=200, show_default=True, help="Grid points per side of the contours.")
 @click.option("--out", type=OUT, default=Path("landscape-out"), show_default=True, help="Folder for the PNG, GIF and JSON.")
 def surface(
     surface: str, optimizer: str, lrs: str | None, schedule: str, momentum: float | None, steps: int,
-    start: str | None, noise: float, seed: int, gif: bool, out: Path,
+    start: str | None, noise: float, seed: int, gif: bool, frames: int, resolution: int, out: Path,
 ) -> None:  # fmt: skip
     """Run optimizers x step sizes on a test surface; write contours + loss curves (PNG), a GIF and the trajectories (JSON).
 
     Example: lrkit landscape surface --surface rosenbrock --optimizer sgd,adam --lr 1e-3,1e-2 --out DIR
     """
     from lrkit.landscape.figures import plot_trajectories, save_gif
-    from lrkit.landscape.surfaces import get_surface
+    from lrkit.landscape.surfaces import check_grid, get_surface
     from lrkit.landscape.trajectory import OPTIMIZERS, check_lr, descend
 
     surf = get_surface(surface)
+    check_grid("lrkit landscape surface", "--resolution", resolution, resolution)
     names = _split(optimizer, "--optimizer", str)
     for name in names:
         if name not in OPTIMIZERS:
@@ -91,13 +94,14 @@ def surface(
         runs.append(descend(surf, name, lr * shape, steps=steps, start=x0, momentum=momentum, noise=noise, seed=seed))
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"{surf.name}.png"
-    plot_trajectories(surf, runs, title=f"{surf.name}, schedule {schedule}").savefig(png, dpi=120)
+    plot_trajectories(surf, runs, resolution=resolution, title=f"{surf.name}, schedule {schedule}").savefig(png, dpi=120)
     (out / f"{surf.name}-trajectories.json").write_text(json.dumps([r.to_dict() for r in runs]))
     for r in runs:
         click.echo(f"{r.label:<32} final loss {r.losses[-1]:.4g} after {r.steps} steps, at ({r.points[-1][0]:.4g}, {r.points[-1][1]:.4g})")
     click.echo(f"wrote {png}")
     if gif:
-        click.echo(f"wrote {save_gif(surf, runs, out / f'{surf.name}.gif')}")
+        gif_path = save_gif(surf, runs, out / f"{surf.name}.gif", frames=frames, resolution=min(resolution, 120))
+        click.echo(f"wrote {gif_path}")
 
 
 @landscape.command()
@@ -116,8 +120,10 @@ def net(problem: str, lrs: str | None, epochs: int | None, points: int, grid: in
     Example: lrkit landscape net --problem blobs --out DIR
     """
     from lrkit.lab.problems import get_problem
+    from lrkit.landscape.surfaces import check_grid
     from lrkit.landscape.trajectory import check_lr
 
+    check_grid("lrkit landscape net", "--grid", grid, grid)
     prob = get_problem(problem)
     rates = [check_lr("lrkit landscape net", "--lr", v) for v in _split(lrs, "--lr", float)] if lrs else [20 * prob.lr, prob.lr]
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,41 @@
+"""The lab: classic learning-rate studies on small problems, many seeds, one batched population.
+
+`study(name, ...)` runs a study and returns a `StudyResult`; `train(problem, members)`
+trains any population of `Member`s at once; `get_problem` builds the problems.
+Names load on first use, so `import lrkit.lab` imports neither torch nor matplotlib.
+
+Example:
+    >>> import lrkit.lab
+    >>> r = lrkit.lab.study("lr", values=[0.1], seeds=1, epochs=1)
+    >>> r.values
+    ['0.1']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "study": "lrkit.lab.runner",
+    "members_of": "lrkit.lab.runner",
+    "StudyResult": "lrkit.lab.results",
+    "STUDIES": "lrkit.lab.studies",
+    "Member": "lrkit.lab.population",
+    "PopulationResult": "lrkit.lab.population",
+    "train": "lrkit.lab.population",
+    "Optim": "lrkit.lab.optim",
+    "FAMILIES": "lrkit.lab.optim",
+    "Problem": "lrkit.lab.problems",
+    "PROBLEMS": "lrkit.lab.problems",
+    "get_problem": "lrkit.lab.problems",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lrkit.lab' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -11,9 +11,9 @@ Example:
     >>> import torch
     >>> p = torch.ones(2, 3)  # 2 members with 3 weights each
     >>> opt = BatchedOptimizer([p], [Optim("sgd"), Optim("adam")])
-    >>> opt.step([torch.ones(2, 3)], lr=torch.tensor([0.1, 0.1]), momentum=torch.tensor([0.0, 0.9]))
-    >>> p[:, 0].tolist()
-    [0.8999999761581421, 0.8999999761581421]
+    >>> opt.step([torch.ones(2, 3)], lr=torch.tensor([0.1, 0.1]), momentum=torch.tensor([0.0, 0.9], dtype=torch.float64))
+    >>> [round(v, 6) for v in p[:, 0].tolist()]
+    [0.9, 0.9]
 """
 
 from __future__ import annotations
@@ -113,12 +113,12 @@ class BatchedOptimizer:
         >>> import torch
         >>> p = torch.zeros(1, 2)
         >>> opt = BatchedOptimizer([p], [Optim("adam")])
-        >>> opt.step([torch.tensor([[1.0, -2.0]])], lr=torch.tensor([0.1]), momentum=torch.tensor([0.9]))
+        >>> opt.step([torch.tensor([[1.0, -2.0]])], lr=torch.tensor([0.1]), momentum=torch.tensor([0.9], dtype=torch.float64))
         >>> [round(v, 6) for v in p[0].tolist()]
         [-0.1, 0.1]
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], optims: Sequence[Optim]) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], optims: Sequence[Optim], *, momentum_free: Sequence[bool] | None = None) -> None:
         import torch
 
         if not params or any(p.shape[0] != len(optims) for p in params):
@@ -126,13 +126,15 @@ class BatchedOptimizer:
         self.params = list(params)
         self.optims = list(optims)
         self.steps = 0
+        free = list(momentum_free) if momentum_free is not None else [False] * len(optims)
         device = self.params[0].device
         self.groups: list[_Group] = []
         for family in FAMILIES:
             members = [i for i, o in enumerate(optims) if o.family == family]
             if members:
                 index = None if len(members) == len(optims) else torch.tensor(members, device=device)
-                self.groups.append(_Group(family, index, [optims[i] for i in members], self.params))
+                plain = family == "sgd" and all(free[i] for i in members)
+                self.groups.append(_Group(family, index, [optims[i] for i in members], self.params, plain=plain))
 
     def step(self, grads: Sequence[torch.Tensor], lr: torch.Tensor, momentum: torch.Tensor) -> None:
         """One update of every member with this step's per-member lr and momentum."""
@@ -145,39 +147,56 @@ class BatchedOptimizer:
 
 
 class _Group:
-    """The members of one family: their hyperparameters as (P_g,) tensors and their optimizer state."""
+    """The members of one family: their hyperparameters as (P_g,) tensors and their optimizer state.
 
-    def __init__(self, family: str, index: torch.Tensor | None, optims: list[Optim], params: list[torch.Tensor]) -> None:
+    `plain` marks SGD members whose momentum is 0 at every step: the momentum buffer
+    would equal the gradient, so it is skipped (the same numbers, fewer operations).
+    """
+
+    def __init__(self, family: str, index: torch.Tensor | None, optims: list[Optim], params: list[torch.Tensor], *, plain: bool) -> None:
         import torch
 
-        self.family, self.index = family, index
+        self.family, self.index, self.plain = family, index, plain
         device = params[0].device
 
         def column(field: str) -> torch.Tensor:
             return torch.tensor([float(getattr(o, field)) for o in optims], dtype=torch.float64, device=device)
 
-        self.beta2, self.eps, self.wd = column("beta2"), column("eps"), column("weight_decay")
-        self.decays = bool(self.wd.any())
+        # 1 - beta in double precision, then rounded once (as torch does with Python floats): in float32 it would cancel
+        beta2 = column("beta2")
+        self.fixed: Hyper = {"beta2": beta2, "1-beta2": 1 - beta2, "eps": column("eps"), "wd": column("weight_decay")}
+        self.decays = bool(self.fixed["wd"].any())
         self.centered = optims[0].centered if family == "rmsprop" else False
         if any(o.centered != self.centered for o in optims):
             flags = [o.centered for o in optims]
             raise LabError(bad("BatchedOptimizer", "optims", "must agree on `centered` among rmsprop members", flags))
         n = len(optims)
-        self.state = [{k: torch.zeros((n, *p.shape[1:]), dtype=p.dtype, device=device) for k in _STATE[family]} for p in params]
+        keys = () if plain else _STATE[family]
+        self.state = [{k: torch.zeros((n, *p.shape[1:]), dtype=p.dtype, device=device) for k in keys} for p in params]
+        self._views: dict[tuple[Any, int], Hyper] = {}
 
     def _pick(self, t: torch.Tensor) -> torch.Tensor:
         return t if self.index is None else t.index_select(0, self.index)
 
+    def _shaped(self, values: Hyper, p: torch.Tensor) -> Hyper:
+        """The hyperparameters shaped (P_g, 1, ...) to broadcast over parameter `p`."""
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        return {k: v.to(p.dtype).view(shape) for k, v in values.items()}
+
     def step(self, params: list[torch.Tensor], grads: Sequence[torch.Tensor], lr: torch.Tensor, mom: torch.Tensor, t: int) -> None:
-        hp = {"lr": self._pick(lr).double(), "mom": self._pick(mom).double(), "beta2": self.beta2, "eps": self.eps, "wd": self.wd}
+        hp = {"lr": self._pick(lr).double()}
+        if not self.plain:
+            hp["mom"] = self._pick(mom).double()
+            hp["1-mom"] = 1 - hp["mom"]
         views: dict[tuple[Any, int], Hyper] = {}
         for p_all, g_all, state in zip(params, grads, self.state):
             p, g = self._pick(p_all), self._pick(g_all)
             key = (p.dtype, p.dim())
-            if key not in views:  # the hyperparameters shaped (P_g, 1, ...) to broadcast over a parameter
-                shape = (-1,) + (1,) * (p.dim() - 1)
-                views[key] = {k: v.to(p.dtype).view(shape) for k, v in hp.items()}
-            _UPDATES[self.family](self, p, g, state, views[key], hp, t)
+            if key not in self._views:
+                self._views[key] = self._shaped(self.fixed, p)
+            if key not in views:
+                views[key] = {**self._views[key], **self._shaped(hp, p)}
+            _UPDATES[self.family](self, p, g, state, views[key], {**self.fixed, **hp}, t)
             if self.index is not None:
                 p_all.index_copy_(0, self.index, p)
 
@@ -199,6 +218,9 @@ def _with_decay(grp: _Group, p: torch.Tensor, g: torch.Tensor, v: Hyper) -> torc
 
 def _sgd(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
     g = _with_decay(grp, p, g, v)
+    if grp.plain:
+        p.sub_(v["lr"] * g)
+        return
     # torch starts the buffer at the first gradient; mom * 0 + g is the same value
     buf = s["buf"].mul_(v["mom"]).add_(g)
     d = g + v["mom"] * buf if grp.family == "nesterov" else buf
@@ -215,10 +237,9 @@ def _rmsprop(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, 
     import torch
 
     g = _with_decay(grp, p, g, v)
-    alpha = v["beta2"]
-    sq = s["square_avg"].mul_(alpha).addcmul_(g, g * (1 - alpha))
+    sq = s["square_avg"].mul_(v["beta2"]).addcmul_(g, g * v["1-beta2"])
     if grp.centered:
-        avg_g = s["grad_avg"].lerp_(g, 1 - alpha)
+        avg_g = s["grad_avg"].lerp_(g, v["1-beta2"])
         avg = (sq - avg_g * avg_g).sqrt_().add_(v["eps"])
     else:
         avg = sq.sqrt().add_(v["eps"])
@@ -233,9 +254,8 @@ def _adam(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp:
         p.mul_((1 - hp["lr"] * hp["wd"]).to(p.dtype).view(v["lr"].shape))
     else:
         g = _with_decay(grp, p, g, v)
-    beta1, beta2 = v["mom"], v["beta2"]
-    m = s["exp_avg"].lerp_(g, 1 - beta1)
-    sq = s["exp_avg_sq"].mul_(beta2).addcmul_(g, g * (1 - beta2))
+    m = s["exp_avg"].lerp_(g, v["1-mom"])
+    sq = s["exp_avg_sq"].mul_(v["beta2"]).addcmul_(g, g * v["1-beta2"])
     # bias corrections in double precision from this step's beta1, as torch computes them in Python floats
     shape = (-1,) + (1,) * (p.dim() - 1)
     correction1 = 1 - hp["mom"] ** t

@@ -58,7 +58,7 @@ class Member:
 
     Example:
         >>> Member(lr=0.1).lr
-        constant(0.1)
+        constant(value=0.1)
     """
 
     lr: Schedule | float
@@ -200,12 +200,14 @@ class _Run:
         self.model = StackedModel(problem, [m.seed for m in members], device)
         self.device = self.model.params[0].device
         self.data = [t.to(self.device) for t in (problem.x_train, problem.y_train, problem.x_test, problem.y_test)]
-        self.optimizer = BatchedOptimizer(self.model.params, [m.optimizer for m in members])
         n = len(problem.x_train)
         self.per_epoch = [math.ceil(n / b) for b in self.sizes]
         total = sum(self.per_epoch)
         self.lr_table = np.stack([m.lr_values(total + 1) for m in members])  # + 1: the lr after the last step
-        self.momentum = torch.tensor(np.stack([m.momentum_values(total) for m in members]), dtype=torch.float64, device=self.device)
+        momentum = np.stack([m.momentum_values(total) for m in members])
+        self.momentum = torch.tensor(momentum, dtype=torch.float64, device=self.device)
+        free = (momentum == 0).all(axis=1).tolist()
+        self.optimizer = BatchedOptimizer(self.model.params, [m.optimizer for m in members], momentum_free=free)
         seeds = [data_seed] if order == "shared" else [m.seed for m in members]
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.plateau_states = [m.plateau.init() if m.plateau is not None else None for m in members]

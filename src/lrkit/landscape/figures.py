@@ -78,8 +78,13 @@ def draw_contours(ax: Axes, surf: Surface, resolution: int = 200) -> None:
 
 
 def _loss_axes(ax: Axes, runs: Sequence[Trajectory]) -> None:
-    if all(np.all(r.losses > 0) for r in runs):
+    positive = all(np.all(r.losses > 0) for r in runs)
+    if positive:
         ax.set_yscale("log")
+    calm = [r.losses for r in runs if not r.diverged]
+    if calm and len(calm) < len(runs):  # a diverged run would squash every other curve flat: frame the others
+        lo, hi = min(float(c.min()) for c in calm), max(float(c.max()) for c in calm)
+        ax.set_ylim((lo / 10, hi * 100) if positive else (lo - 0.5 * (hi - lo + 1), hi + 0.5 * (hi - lo + 1)))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
@@ -90,8 +95,8 @@ def save_gif(
     trajectories: Sequence[Trajectory],
     path: str | Path,
     *,
-    frames: int = 40,
-    fps: int = 12,
+    frames: int = 30,
+    fps: int = 10,
     resolution: int = 120,
 ) -> Path:
     """Write an animated GIF of the trajectories moving over the contours, the loss curves growing beside them.
@@ -125,6 +130,8 @@ def save_gif(
         return [*paths, *curves]
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")  # the layout is fixed after one draw; re-solving it for every frame costs most of the time
     FuncAnimation(fig, show, frames=len(cuts), blit=False).save(str(path), writer=PillowWriter(fps=fps), dpi=80)
     return path
 

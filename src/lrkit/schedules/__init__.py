@@ -43,10 +43,10 @@ per_epoch = PerEpoch
 
 __all__ = [
     "REGISTRY",
-    "Schedule",
-    "Scaled",
-    "Product",
     "Piecewise",
+    "Product",
+    "Scaled",
+    "Schedule",
     "clip",
     "constant",
     "cosine",

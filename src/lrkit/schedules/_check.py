@@ -3,6 +3,7 @@ the function, the parameter and the value (DESIGN rule 3)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Sequence
@@ -74,7 +75,7 @@ def sequence(func: str, param: str, value: Any) -> tuple[Any, ...]:
 def increasing_steps(func: str, param: str, value: Any, *, minimum: int = 1) -> tuple[int, ...]:
     """Strictly increasing integers >= minimum (milestones, boundaries)."""
     items = tuple(integer(func, param, v, minimum=minimum) for v in sequence(func, param, value))
-    if any(b <= a for a, b in zip(items, items[1:])):
+    if any(b <= a for a, b in itertools.pairwise(items)):
         raise ScheduleError(bad(func, param, "must be strictly increasing (sorted, no duplicates)", list(value)))
     return items
 

@@ -37,9 +37,9 @@ def register(name: str) -> Callable[[S], S]:
 def as_steps(steps: npt.ArrayLike, func: str = "values") -> npt.NDArray[np.float64]:
     """Steps as a float array, after checking they are non-negative integers."""
     arr = np.asarray(steps)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)) or np.any(arr != np.floor(arr)):
-            raise ScheduleError(bad(func, "steps", "must be integers", steps))
+    whole_floats = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr))) and not np.any(arr != np.floor(arr))
+    if arr.dtype.kind not in "iu" and not whole_floats:
+        raise ScheduleError(bad(func, "steps", "must be integers", steps))
     if arr.size and arr.min() < 0:
         raise ScheduleError(bad(func, "steps", "must be >= 0", steps))
     return arr.astype(np.float64)

@@ -71,7 +71,7 @@ class Join(Schedule):
         _check.length(self.name, "schedules", items, len(self.boundaries) + 1, "one more than boundaries")
 
     def _values(self, t: Array) -> Array:
-        starts = (0,) + self.boundaries
+        starts = (0, *self.boundaries)
         index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="right")
         out = np.zeros_like(t)
         for i, (s, b) in enumerate(zip(self.schedules, starts)):

@@ -73,7 +73,8 @@ def parse(text: str) -> Schedule:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes, on Python < 3.12
-        raise ScheduleError(bad("parse", "text", f"is not a valid expression ({e.msg if isinstance(e, SyntaxError) else e})", text)) from None
+        why = e.msg if isinstance(e, SyntaxError) else str(e)
+        raise ScheduleError(bad("parse", "text", f"is not a valid expression ({why})", text)) from None
     value = _node(tree.body, text)
     if not isinstance(value, Schedule):
         raise ScheduleError(bad("parse", "text", "must describe a schedule, not a plain value", text))
@@ -82,13 +83,7 @@ def parse(text: str) -> Schedule:
 
 def _node(node: ast.AST, text: str) -> Any:
     if isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name):
-            raise ScheduleError(bad("parse", "text", "may call only registered schedule names", ast.unparse(node.func)))
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-            raise ScheduleError(bad("parse", "text", "may not use * or ** arguments", ast.unparse(node)))
-        args = [_node(a, text) for a in node.args]
-        kwargs = {k.arg: _node(k.value, text) for k in node.keywords if k.arg is not None}
-        return build(node.func.id, args, kwargs, "parse")
+        return _call(node, text)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         left, right = _node(node.left, text), _node(node.right, text)
         operands_ok = all(isinstance(v, Schedule) or _is_number(v) for v in (left, right))
@@ -105,6 +100,19 @@ def _node(node: ast.AST, text: str) -> Any:
     if isinstance(node, ast.Constant):
         return _literal(node)
     raise ScheduleError(bad("parse", "text", "may hold only schedule calls with literal arguments", ast.unparse(node)))
+
+
+def _call(node: ast.Call, text: str) -> Schedule:
+    if not isinstance(node.func, ast.Name):
+        raise ScheduleError(bad("parse", "text", "may call only registered schedule names", ast.unparse(node.func)))
+    if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+        raise ScheduleError(bad("parse", "text", "may not use * or ** arguments", ast.unparse(node)))
+    names = [k.arg for k in node.keywords]
+    if len(set(names)) != len(names):  # ast.parse accepts f(a=1, a=2); a dict would keep only the last
+        raise ScheduleError(bad("parse", "text", "may give each argument only once", ast.unparse(node)))
+    args = [_node(a, text) for a in node.args]
+    kwargs = {k.arg: _node(k.value, text) for k in node.keywords if k.arg is not None}
+    return build(node.func.id, args, kwargs, "parse")
 
 
 def _is_number(value: Any) -> bool:

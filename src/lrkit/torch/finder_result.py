@@ -81,7 +81,8 @@ class LRFinderResult:
         signed = -smoothed if fields.get("higher_is_better") else smoothed
         found = suggest.suggest_all(lrs, signed)
         rule = fields.pop("rule", suggest.DEFAULT_RULE)
-        warnings = suggest.curve_warnings(lrs, -np.asarray(losses) if fields.get("higher_is_better") else losses, signed, fields["stop_reason"])
+        raw = -np.asarray(losses) if fields.get("higher_is_better") else np.asarray(losses)
+        warnings = suggest.curve_warnings(lrs, raw, signed, fields["stop_reason"])
         fields.setdefault("stopped_at", len(lrs) - 1)
         fields.setdefault("runs", [list(map(float, losses))])
         fields.setdefault("run_suggestions", [found[rule]])

@@ -54,7 +54,9 @@ class Snapshot:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Any = None) -> None:
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
-        self.params = [(p, p.detach().to("cpu", copy=True), _grad(p)) for p in model.parameters()]
+        self.params: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = [
+            (p, p.detach().to("cpu", copy=True), _grad(p)) for p in model.parameters()
+        ]
         self.buffers = [(b, b.detach().to("cpu", copy=True)) for b in model.buffers()]
         self.modes = [(m, m.training) for m in model.modules()]
         state = optimizer.state_dict()
@@ -153,7 +155,7 @@ def _restore_scaler(scaler: Any, saved: dict[str, Any] | None) -> None:
 
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

@@ -95,7 +95,7 @@ class Monitor:
         row.update({name: _number(name, value) for name, value in metrics.items()})
         row.update(self._optimizer_row())
         if self.model is not None:
-            row.update(self._model_row(int(step)))
+            row.update(self._model_row(self.model, int(step)))
         self._append(int(step), row)
 
     def _name(self, name: str, group: int) -> str:
@@ -115,17 +115,16 @@ class Monitor:
                 row["plateau_scale"] = float(self.scheduler.plateau_state.scale)
         return row
 
-    def _watched(self) -> list[list[torch.Tensor]]:
+    def _watched(self, model: torch.nn.Module) -> list[list[torch.Tensor]]:
         """Each group's parameters that belong to the model."""
-        assert self.model is not None  # only called with a model
-        ids = {id(p) for p in self.model.parameters()}
+        ids = {id(p) for p in model.parameters()}
         return [[p for p in group["params"] if id(p) in ids] for group in self.optimizer.param_groups]
 
     @torch.no_grad()
-    def _model_row(self, step: int) -> dict[str, float]:
+    def _model_row(self, model: torch.nn.Module, step: int) -> dict[str, float]:
         row: dict[str, float] = {}
         current = []
-        for i, params in enumerate(self._watched()):
+        for i, params in enumerate(self._watched(model)):
             grads = [p.grad for p in params if p.grad is not None]
             row[self._name("grad_norm", i)] = float(torch.nn.utils.get_total_norm(grads)) if grads else math.nan
             flat = torch.cat([p.detach().reshape(-1) for p in params]).to("cpu", torch.float32, copy=True) if params else torch.zeros(0)
@@ -144,8 +143,9 @@ class Monitor:
 
     def _append(self, step: int, row: dict[str, float]) -> None:
         n = len(self)
-        for name in row.keys() - self._columns.keys():
-            self._columns[name] = [math.nan] * n  # a column that starts late is NaN before
+        for name in row:
+            if name not in self._columns:
+                self._columns[name] = [math.nan] * n  # a column that starts late is NaN before
         self._columns["step"].append(step)
         for name, column in self._columns.items():
             if name != "step":

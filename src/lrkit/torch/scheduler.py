@@ -25,6 +25,22 @@ from lrkit.schedules.base import Schedule
 _CHUNK = 4096  # schedule values are computed ahead in blocks: one numpy call per block
 
 
+class _Table:
+    """A schedule's values computed ahead in blocks of `_CHUNK` steps: one numpy call per block, not one per step."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self.start = -1
+        self.values: npt.NDArray[np.float64] = np.empty(0)
+
+    def __call__(self, step: int) -> float:
+        start = step - step % _CHUNK
+        if start != self.start:
+            self.values = self.schedule.values(np.arange(start, start + _CHUNK))
+            self.start = start
+        return float(self.values[step - start])
+
+
 class PlateauLike(Protocol):
     """What `Scheduler(plateau=...)` needs: a pure `init` / `update` pair (see `lrkit.Plateau`)."""
 
@@ -83,8 +99,8 @@ class Scheduler(LRScheduler):
         self.multiplier = 1.0
         self.follow_optimizer = follow_optimizer
         self._stepped = False
-        self._table_start = -1
-        self._table: npt.NDArray[np.float64] = np.empty(0)
+        self._lr_table = _Table(lr)
+        self._momentum_table = _Table(momentum) if momentum is not None else None
         optimizer.register_step_post_hook(self._on_optimizer_step)
         super().__init__(optimizer)
 
@@ -94,11 +110,7 @@ class Scheduler(LRScheduler):
     # -- the closed form -------------------------------------------------------
     def schedule_value(self, step: int) -> float:
         """The schedule's value at `step`, read from a table computed ahead in blocks."""
-        start = step - step % _CHUNK
-        if start != self._table_start:
-            self._table = self.lr.values(np.arange(start, start + _CHUNK))
-            self._table_start = start
-        return float(self._table[step - start])
+        return self._lr_table(step)
 
     @property
     def scale(self) -> float:
@@ -132,8 +144,8 @@ class Scheduler(LRScheduler):
         """Write the closed-form lrs (and momentum) of the current step into the optimizer."""
         for group, value in zip(self.optimizer.param_groups, self._get_closed_form_lr()):
             _write(group, "lr", value)
-        if self.momentum is not None:
-            m = self.momentum(self.last_epoch)
+        if self._momentum_table is not None:
+            m = self._momentum_table(self.last_epoch)
             for group in self.optimizer.param_groups:
                 if self.momentum_key == "betas":
                     _write_beta1(group, m)
@@ -155,9 +167,10 @@ class Scheduler(LRScheduler):
         """
         if self.plateau is None:
             raise ScheduleError(bad("Scheduler.observe", "plateau", "must be given to Scheduler(...) before observe()", None))
-        if isinstance(metric, bool) or not isinstance(metric, numbers.Real) or not math.isfinite(float(metric)):
-            if not (isinstance(metric, torch.Tensor) and metric.numel() == 1 and torch.isfinite(metric).item()):
-                raise ScheduleError(bad("Scheduler.observe", "metric", "must be a finite number", metric))
+        finite_number = not isinstance(metric, bool) and isinstance(metric, numbers.Real) and math.isfinite(float(metric))
+        finite_tensor = isinstance(metric, torch.Tensor) and metric.numel() == 1 and bool(torch.isfinite(metric).item())
+        if not (finite_number or finite_tensor):
+            raise ScheduleError(bad("Scheduler.observe", "metric", "must be a finite number", metric))
         base = self.schedule_value(self.last_epoch) * self.multiplier * self.group_scales[0]
         self.plateau_state = self.plateau.update(self.plateau_state, float(metric), base)
         self.apply()

@@ -1,0 +1,143 @@
+"""A study's results: a tidy table (one row per member and epoch) with summaries, figures and saving.
+
+Example:
+    >>> import numpy as np
+    >>> t = {"member": np.array([0, 0]), "value": np.array(["0.1", "0.1"], dtype=object), "value_index": np.array([0, 0]),
+    ...      "seed": np.array([0, 0]), "epoch": np.array([1, 2]), "updates": np.array([16, 32]),
+    ...      "train_loss": np.array([0.9, 0.5]), "train_acc": np.array([0.6, 0.8]), "test_loss": np.array([0.8, 0.6]),
+    ...      "test_acc": np.array([0.7, 0.8]), "lr": np.array([0.1, 0.1]), "momentum": np.array([0.0, 0.0]),
+    ...      "diverged": np.array([False, False])}
+    >>> r = StudyResult({"study": "lr", "values": ["0.1"], "axis": "log"}, t, {0: 1.1})
+    >>> r.summary()[0]["test_acc"], r.epochs_to(0.75).tolist()
+    (0.8, [2.0])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
+
+Columns = dict[str, npt.NDArray[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+    """What a study produced.
+
+    Attributes:
+        spec: the study's spec (study name, problem, value labels, seeds, epochs, axis, ...).
+        table: tidy columns, one entry per member and epoch: member, value, value_index, seed,
+            epoch, updates, train_loss, train_acc, test_loss, test_acc, lr, momentum, diverged.
+        initial_test_loss: each member's test loss before training (caps diverged members in the sensitivity curve).
+    """
+
+    spec: dict[str, Any]
+    table: Columns
+    initial_test_loss: dict[int, float]
+
+    @property
+    def values(self) -> list[str]:
+        """The value labels, in study order."""
+        return list(self.spec["values"])
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The tidy table as a pandas DataFrame (one row per member and epoch)."""
+        import pandas
+
+        return pandas.DataFrame(self.table)
+
+    def curves(self, metric: str) -> dict[str, npt.NDArray[np.float64]]:
+        """Per value label, the metric as a (seeds, epochs) array (NaN after a divergence)."""
+        out = {}
+        for label in self.values:
+            rows = self.table["value"] == label
+            members = np.unique(self.table["member"][rows])
+            epochs = int(self.table["epoch"][rows].max()) if rows.any() else 0
+            grid = np.full((len(members), epochs), np.nan)
+            pos = {m: i for i, m in enumerate(members)}
+            for m, e, v in zip(self.table["member"][rows], self.table["epoch"][rows], self.table[metric][rows]):
+                grid[pos[m], e - 1] = v
+            out[label] = grid
+        return out
+
+    def final(self) -> Columns:
+        """One entry per member: its value, seed, last-epoch metrics and whether it diverged."""
+        last = np.zeros(len(self.table["member"]), dtype=bool)
+        for m in np.unique(self.table["member"]):
+            rows = np.flatnonzero(self.table["member"] == m)
+            last[rows[np.argmax(self.table["epoch"][rows])]] = True
+        return {k: v[last] for k, v in self.table.items()}
+
+    def capped_final_loss(self) -> npt.NDArray[np.float64]:
+        """Final test loss per member (in `final()` order), a diverged member counted at its initial loss (Wortsman et al. 2023)."""
+        final = self.final()
+        loss: npt.NDArray[np.float64] = final["test_loss"].astype(np.float64)
+        for i, m in enumerate(final["member"]):
+            if not np.isfinite(loss[i]):
+                loss[i] = self.initial_test_loss.get(int(m), np.nan)
+        return loss
+
+    def epochs_to(self, accuracy: float) -> npt.NDArray[np.float64]:
+        """Per member (in `final()` order), the first epoch with test accuracy >= `accuracy` (inf if never)."""
+        final = self.final()
+        out = np.full(len(final["member"]), np.inf)
+        for i, m in enumerate(final["member"]):
+            rows = (self.table["member"] == m) & (self.table["test_acc"] >= accuracy)
+            if rows.any():
+                out[i] = float(self.table["epoch"][rows].min())
+        return out
+
+    def summary(self, threshold: float = 0.75) -> list[dict[str, Any]]:
+        """One row per value: seeds, diverged, mean and std of final accuracies and capped loss, median epochs to `threshold`."""
+        final, loss, reach = self.final(), self.capped_final_loss(), self.epochs_to(threshold)
+        rows = []
+        for label in self.values:
+            sel = final["value"] == label
+            row: dict[str, Any] = {"value": label, "seeds": int(sel.sum()), "diverged": int(final["diverged"][sel].sum())}
+            for key, data in (("train_acc", final["train_acc"]), ("test_acc", final["test_acc"]), ("test_loss", loss)):
+                row[key], row[key + "_std"] = _mean_std(data[sel])
+            row[f"epochs_to_{threshold:g}"] = float(np.median(reach[sel])) if sel.any() else math.nan
+            row["final_lr"] = float(np.nanmean(final["lr"][sel])) if sel.any() else math.nan
+            rows.append(row)
+        return rows
+
+    # -- figures (see lrkit.lab.report) ----------------------------------------------------------
+    def plot_curves(self, metric: str = "acc") -> Figure:
+        """One subplot per value: train and test `metric` ("acc" or "loss") over epochs, mean ± std band over seeds."""
+        from lrkit.lab.report import plot_curves
+
+        return plot_curves(self, metric)
+
+    def plot_sensitivity(self) -> Figure:
+        """Final test loss against the value, mean and std error bars over seeds."""
+        from lrkit.lab.report import plot_sensitivity
+
+        return plot_sensitivity(self)
+
+    def plot_per_value(self, metric: str) -> Figure:
+        """One subplot per value: one column of the table (e.g. "lr", "train_loss") over epochs, every seed and the mean."""
+        from lrkit.lab.report import plot_per_value
+
+        return plot_per_value(self, metric)
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write the figures (PNG), the records and final tables (CSV) and one self-contained HTML report into `out`."""
+        from lrkit.lab.report import save
+
+        return save(self, Path(out))
+
+
+def _mean_std(x: npt.NDArray[np.float64]) -> tuple[float, float]:
+    x = x[np.isfinite(x.astype(np.float64))].astype(np.float64)
+    if not len(x):
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std())

@@ -1,0 +1,150 @@
+"""`lrkit.lab.study`: run a classic study as populations, store it, resume it, report it.
+
+Example:
+    >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=5)
+    >>> [round(row["test_acc"], 2) > 0.5 for row in r.summary()]
+    [True, False]
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lrkit.errors import LabError, bad
+from lrkit.lab.population import Member, PopulationResult, train
+from lrkit.lab.problems import get_problem
+from lrkit.lab.results import StudyResult
+from lrkit.lab.store import METRICS, MemberRow, Store
+from lrkit.lab.studies import STUDIES, Plan, StudyDef
+
+Progress = Callable[[int, int], None]  # (member-epochs done, member-epochs in all)
+
+
+def study(
+    name: str,
+    problem: str = "blobs",
+    values: Sequence[Any] | None = None,
+    seeds: int = 5,
+    epochs: int | None = None,
+    out: str | Path | None = None,
+    *,
+    fresh: bool = False,
+    chunk: int = 100,
+    order: str = "member",
+    device: Any = None,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Run the study `name` on `problem` for every value and seed; return (and with `out`, store and report) the results.
+
+    Members are trained in populations of up to `chunk`; each finished population is
+    stored at once in `out/{name}.sqlite`. Re-running with the same arguments resumes:
+    it trains only the members the store lacks. `fresh=True` starts over.
+
+    Args:
+        name: one of `lrkit.lab.STUDIES` (lr, momentum, decay, patience, optimizer, schedule, batch).
+        problem: a built-in problem or "pkg.module:function".
+        values: the values to try (default: the study's classic set); numbers, names or strings.
+        seeds: seeds per value (member seeds 0..seeds-1, shared across values).
+        epochs: training budget (default: the problem's).
+        out: a directory for the store, figures, tables and the HTML report; None writes nothing.
+        fresh: discard a stored study in `out` and start over.
+        chunk: the most members trained in one population.
+        order: "member" (each seed its own minibatch order) or "shared".
+        device: where to train (default: the CPU).
+        progress: called with (member-epochs done, member-epochs in all) after every epoch.
+
+    Example:
+        >>> r = study("momentum", values=[0.0, 0.9], seeds=1, epochs=2)
+        >>> r.values, len(r.to_pandas())
+        (['0', '0.9'], 4)
+    """
+    d = _definition(name)
+    prob = get_problem(problem)
+    plan = Plan(prob, _positive("epochs", prob.epochs if epochs is None else epochs))
+    seeds = _positive("seeds", seeds)
+    chunk = _positive("chunk", chunk)
+    chosen = list(d.defaults) if values is None else [d.read(str(v)) for v in values]
+    labels = [d.label(v) for v in chosen]
+    if not labels or len(set(labels)) != len(labels):
+        raise LabError(bad("study", "values", "must be a non-empty list of distinct values", values))
+    spec = {"study": name, "problem": problem, "task": prob.task, "what": d.what, "axis": d.axis, "values": labels,
+            "seeds": seeds, "epochs": plan.epochs, "order": order}  # fmt: skip
+    store = Store(Path(out) / f"{name}.sqlite" if out is not None else ":memory:", spec, fresh=fresh)
+    try:
+        _run_pending(d, plan, chosen, labels, seeds, store, chunk=chunk, order=order, device=device, progress=progress)
+        result = StudyResult(
+            spec=store.spec, table=store.records(), initial_test_loss={m.member: m.initial_test_loss for m in store.members()}
+        )
+    finally:
+        store.close()
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _definition(name: str) -> StudyDef:
+    if name not in STUDIES:
+        raise LabError(bad("study", "name", f"must be one of {list(STUDIES)}", name))
+    return STUDIES[name]
+
+
+def _positive(param: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LabError(bad("study", param, "must be a positive integer", value))
+    return value
+
+
+def _run_pending(d: StudyDef, plan: Plan, chosen: list[Any], labels: list[str], seeds: int, store: Store, **kw: Any) -> None:
+    """Train the members the store lacks, grouped by batch-size plan (a population shares it), `chunk` at a time."""
+    progress: Progress | None = kw.pop("progress")
+    chunk: int = kw.pop("chunk")
+    total = len(chosen) * seeds * plan.epochs
+    done = len(store.finished()) * plan.epochs
+    pending = [i for i in range(len(chosen) * seeds) if i not in store.finished()]
+    if progress is not None:
+        progress(done, total)
+    groups: dict[Any, list[int]] = {}
+    for i in pending:
+        sizes = d.batches(chosen[i // seeds], plan)
+        groups.setdefault(tuple(sizes) if sizes else None, []).append(i)
+    for sizes, indices in groups.items():
+        for start in range(0, len(indices), chunk):
+            part = indices[start : start + chunk]
+            members = [d.member(chosen[i // seeds], i % seeds, plan) for i in part]
+
+            def on_epoch(epoch: int, n: int = len(part), before: int = done) -> None:
+                if progress is not None:
+                    progress(before + epoch * n, total)
+
+            result = train(plan.problem, members, epochs=plan.epochs, batch_size=list(sizes) if sizes else None, on_epoch=on_epoch, **kw)
+            store.add(_rows(part, labels, seeds, result), {k: getattr(result, k) for k in METRICS}, result.updates)
+            done += len(part) * plan.epochs
+
+
+def _rows(part: list[int], labels: list[str], seeds: int, result: PopulationResult) -> list[MemberRow]:
+    return [
+        MemberRow(i, labels[i // seeds], i // seeds, i % seeds, float(result.initial_test_loss[k]), int(result.diverged_epoch[k]))
+        for k, i in enumerate(part)
+    ]
+
+
+def members_of(
+    name: str, problem: str = "blobs", values: Sequence[Any] | None = None, seeds: int = 5, epochs: int | None = None
+) -> list[Member]:
+    """The members a study trains, in study order (value-major, then seed): to train or inspect them yourself.
+
+    Example:
+        >>> [m.optimizer.momentum for m in members_of("momentum", values=[0.5, 0.9], seeds=1)]
+        [0.5, 0.9]
+    """
+    d = _definition(name)
+    prob = get_problem(problem)
+    plan = Plan(prob, _positive("epochs", prob.epochs if epochs is None else epochs))
+    chosen = list(d.defaults) if values is None else [d.read(str(v)) for v in values]
+    return [d.member(v, s, plan) for v, s in itertools.product(chosen, range(_positive("seeds", seeds)))]
+
+
+__all__ = ["members_of", "study"]
