@@ -19,7 +19,23 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def test_surface_writes_png_gif_and_the_trajectories(tmp_path: Path) -> None:
-    code, out = _run("surface", "--surface", "rosenbrock", "--optimizer", "sgd,adam", "--lr", "1e-3,1e-2", "--steps", "8", "--frames", "3", "--resolution", "40", "--out", str(tmp_path))
+    code, out = _run(
+        "surface",
+        "--surface",
+        "rosenbrock",
+        "--optimizer",
+        "sgd,adam",
+        "--lr",
+        "1e-3,1e-2",
+        "--steps",
+        "8",
+        "--frames",
+        "3",
+        "--resolution",
+        "40",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, out
     assert (tmp_path / "rosenbrock.png").stat().st_size > 0
     assert (tmp_path / "rosenbrock.gif").read_bytes()[:6] == b"GIF89a"

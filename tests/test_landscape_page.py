@@ -41,7 +41,15 @@ def test_page_schedules_are_lrkit_schedules_with_peak_one(kind: str) -> None:
 
 
 def test_page_trajectory_is_descend_with_the_scaled_schedule() -> None:
-    settings = {"surface": "himmelblau", "optimizer": "rmsprop", "lr": 0.03, "momentum": 0.5, "schedule": "one_cycle", "start": [0.5, -1.0], "steps": 40}
+    settings = {
+        "surface": "himmelblau",
+        "optimizer": "rmsprop",
+        "lr": 0.03,
+        "momentum": 0.5,
+        "schedule": "one_cycle",
+        "start": [0.5, -1.0],
+        "steps": 40,
+    }
     t = page_trajectory(settings)
     ref = descend("himmelblau", "rmsprop", 0.03 * lrkit.one_cycle(peak=1.0, total_steps=40), steps=40, start=[0.5, -1.0], momentum=0.5)
     np.testing.assert_array_equal(t.points, ref.points)
@@ -51,7 +59,7 @@ def test_page_trajectory_is_descend_with_the_scaled_schedule() -> None:
 
 def test_write_page_and_bad_input(tmp_path: Path) -> None:
     assert write_page(tmp_path / "p.html", steps=10).read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    with pytest.raises(LandscapeError, match="must end in .html"):
+    with pytest.raises(LandscapeError, match=r"must end in \.html"):
         write_page(tmp_path / "p.txt")
     with pytest.raises(LandscapeError, match="integer in"):
         page_html(steps=0)
@@ -70,6 +78,16 @@ def _chromium_or_fail() -> None:
             f"Debian's chromium is missing at {CHROMIUM}: install it with `make browser` "
             "(apt-get install -y chromium), or set LRKIT_SKIP_BROWSER=1 to skip the browser test"
         )
+
+
+def test_a_missing_chromium_fails_the_browser_test_instead_of_skipping_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(globals(), "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.delenv("LRKIT_SKIP_BROWSER", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="chromium is missing"):
+        _chromium_or_fail()
+    monkeypatch.setenv("LRKIT_SKIP_BROWSER", "1")
+    with pytest.raises(pytest.skip.Exception):
+        _chromium_or_fail()
 
 
 def _compare(js: dict[str, Any], settings: dict[str, Any]) -> float:

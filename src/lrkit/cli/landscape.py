@@ -1,8 +1,8 @@
 """`lrkit landscape`: trajectories on test surfaces, slices of real networks, and the interactive page.
 
-    lrkit landscape --html out.html
-    lrkit landscape surface --surface rosenbrock --optimizer sgd,adam --lr 1e-3,1e-2 --out DIR
-    lrkit landscape net --problem blobs --out DIR
+lrkit landscape --html out.html
+lrkit landscape surface --surface rosenbrock --optimizer sgd,adam --lr 1e-3,1e-2 --out DIR
+lrkit landscape net --problem blobs --out DIR
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ OUT = click.Path(file_okay=False, path_type=Path)
 
 
 @click.group(invoke_without_command=True)
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the interactive page to this .html file.")
-@click.option("--steps", type=click.IntRange(1, 5000), default=200, show_default=True, help="Steps of each trajectory on the page.")
+@click.option(
+    "--html", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the interactive page to this .html file."
+)
+@click.option(
+    "--steps", type=click.IntRange(1, 5000), default=200, show_default=True, help="Steps of each trajectory on the page (with --html)."
+)
 @click.pass_context
 def landscape(ctx: click.Context, html: Path | None, steps: int) -> None:
     """See what a learning rate does: trajectories on surfaces, slices of real networks, an interactive page.
@@ -55,9 +59,19 @@ def _write_page(html: Path, steps: int) -> None:
 
 @landscape.command()
 @click.option("--surface", default="rosenbrock", show_default=True, help="quadratic, rosenbrock, beale, himmelblau, saddle or rastrigin.")
-@click.option("--optimizer", default="sgd,momentum,adam", show_default=True, help="Comma-separated: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.")
+@click.option(
+    "--optimizer",
+    default="sgd,momentum,adam",
+    show_default=True,
+    help="Comma-separated: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.",
+)
 @click.option("--lr", "lrs", default=None, help="Comma-separated step sizes (default: the surface's).")
-@click.option("--schedule", default="constant", show_default=True, help="A page kind (constant, cosine, step_decay, ...) or a spec with peak 1, scaled by each --lr.")
+@click.option(
+    "--schedule",
+    default="constant",
+    show_default=True,
+    help="A page kind (constant, cosine, step_decay, ...) or a spec with peak 1, scaled by each --lr.",
+)
 @click.option("--momentum", type=float, default=None, help="Momentum / Adam's beta1 (default: per optimizer).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--start", default=None, help="Start point 'x,y' (default: the surface's).")
@@ -111,10 +125,14 @@ def surface(
 @click.option("--points", type=click.IntRange(min=3), default=41, show_default=True, help="Points of each 1-D slice.")
 @click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True, help="Points per side of the 2-D slices.")
 @click.option("--distance", type=float, default=1.0, show_default=True, help="Half-width of the slices, in filter-normalized units.")
-@click.option("--directions", type=click.IntRange(min=1), default=5, show_default=True, help="Random directions averaged for the curvature.")
+@click.option(
+    "--directions", type=click.IntRange(min=1), default=5, show_default=True, help="Random directions averaged for the curvature."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=OUT, default=Path("landscape-out"), show_default=True)
-def net(problem: str, lrs: str | None, epochs: int | None, points: int, grid: int, distance: float, directions: int, seed: int, out: Path) -> None:
+def net(
+    problem: str, lrs: str | None, epochs: int | None, points: int, grid: int, distance: float, directions: int, seed: int, out: Path
+) -> None:
     """Train a problem's model at several lrs; write 1-D and 2-D filter-normalized slices and the PCA path (PNG, JSON).
 
     Example: lrkit landscape net --problem blobs --out DIR
@@ -131,7 +149,9 @@ def net(problem: str, lrs: str | None, epochs: int | None, points: int, grid: in
     _write_net_summary(summary, out)
 
 
-def _study_lr(prob: Any, lr: float, epochs: int | None, points: int, grid: int, distance: float, directions: int, seed: int, out: Path) -> dict[str, Any]:
+def _study_lr(
+    prob: Any, lr: float, epochs: int | None, points: int, grid: int, distance: float, directions: int, seed: int, out: Path
+) -> dict[str, Any]:
     """Train at `lr`, slice around the result, and write the 2-D slice and PCA figures; return the numbers."""
     import numpy as np
 

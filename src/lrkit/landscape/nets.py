@@ -23,9 +23,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 Array = npt.NDArray[np.float64]
 Batch = tuple[torch.Tensor, torch.Tensor]
-Data = Union[Batch, Iterable[Batch]]
+Data = Batch | Iterable[Batch]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Direction = list[torch.Tensor]
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -66,8 +67,8 @@ class Slice1D:
         """
         span = float(np.max(np.abs(self.alphas)))
         r = span / 4 if radius is None else float(radius)
-        near = np.abs(self.alphas) <= r + 1e-12
-        if near.sum() < 5:
+        near = np.flatnonzero(np.abs(self.alphas) <= r + 1e-12)
+        if len(near) < 5:
             near = np.argsort(np.abs(self.alphas))[: min(5, len(self.alphas))]
         a, _, _ = np.polyfit(self.alphas[near], self.losses[near], 2)
         return float(2.0 * a)
@@ -248,15 +249,17 @@ def mean_loss(model: torch.nn.Module, loss_fn: LossFn, data: Data) -> float:
 
 def _batches(data: Data) -> Iterator[Batch]:
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        yield data
+        yield cast(Batch, data)
         return
     if not isinstance(data, Iterable):
-        raise LandscapeError(bad("mean_loss", "data", "must be an (x, y) pair of tensors or an iterable of such pairs", type(data).__name__))
-    yield from data
+        raise LandscapeError(
+            bad("mean_loss", "data", "must be an (x, y) pair of tensors or an iterable of (x, y) pairs", type(data).__name__)
+        )
+    yield from cast(Iterable[Batch], data)
 
 
 # -- the PCA view of a path ------------------------------------------------------------------------
-Checkpoint = Union[torch.nn.Module, dict[str, torch.Tensor], Sequence[torch.Tensor]]
+Checkpoint = torch.nn.Module | dict[str, torch.Tensor] | Sequence[torch.Tensor]
 
 
 def pca_path(checkpoints: Sequence[Checkpoint]) -> PCAPath:
@@ -309,9 +312,17 @@ def _unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> Direction:
 
 # -- training with checkpoints ---------------------------------------------------------------------
 def train_with_checkpoints(
-    problem: Problem, lr: float, *, epochs: int | None = None, momentum: float = 0.0, seed: int = 0
+    problem: Problem,
+    lr: float,
+    *,
+    epochs: int | None = None,
+    momentum: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, torch.Tensor]]]:
     """Train `problem`'s model with mini-batch SGD at a constant `lr`; a state dict is kept at the start and after every epoch.
+
+    The model and the training data are moved to `device` (default: where the problem's data is).
 
     Example:
         >>> from lrkit.lab.problems import get_problem
@@ -319,20 +330,24 @@ def train_with_checkpoints(
         >>> len(path)
         3
     """
-    lr = check_lr("train_with_checkpoints", "lr", lr)
+    func = "train_with_checkpoints"
+    lr = check_lr(func, "lr", lr)
     epochs = problem.epochs if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise LandscapeError(bad("train_with_checkpoints", "epochs", "must be a positive integer", epochs))
-    torch.manual_seed(_seed("train_with_checkpoints", seed))
-    model = problem.make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        raise LandscapeError(bad(func, "epochs", "must be a positive integer", epochs))
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
+        raise LandscapeError(bad(func, "momentum", "must be a number in [0, 1)", momentum))
+    torch.manual_seed(_seed(func, seed))
+    x, y = problem.x_train.to(device), problem.y_train.to(device)
+    model = problem.make_model().to(x.device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=float(momentum))
     gen = torch.Generator().manual_seed(seed)
     path = [_snapshot(model)]
     for _ in range(epochs):
-        order = torch.randperm(len(problem.x_train), generator=gen)
-        for idx in order.split(problem.batch_size):
+        order = torch.randperm(len(x), generator=gen).to(x.device)
+        for idx in torch.split(order, problem.batch_size):
             opt.zero_grad()
-            problem.loss(model(problem.x_train[idx]), problem.y_train[idx]).backward()
+            torch.autograd.backward(problem.loss(model(x[idx]), y[idx]))
             opt.step()
         path.append(_snapshot(model))
     return model, path
@@ -346,7 +361,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _params(model: Any, func: str) -> list[torch.Tensor]:
     if not isinstance(model, torch.nn.Module):
         raise LandscapeError(bad(func, "model", "must be a torch.nn.Module", type(model).__name__))
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise LandscapeError(bad(func, "model", "must have trainable parameters", type(model).__name__))
     return params
@@ -359,7 +374,7 @@ def _check_direction(model: torch.nn.Module, d: Direction, func: str) -> None:
 
 
 def _positive(func: str, param: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or value <= 0:
         raise LandscapeError(bad(func, param, "must be a finite number > 0", value))
     return float(value)
 

@@ -160,5 +160,10 @@ def page_trajectory(settings: dict[str, Any]) -> Trajectory:
 
 
 def _check_steps(func: str, steps: Any, maximum: int | None = None) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1 or (maximum is not None and steps > maximum):
+    if (
+        isinstance(steps, bool)
+        or not isinstance(steps, numbers.Integral)
+        or int(steps) < 1
+        or (maximum is not None and int(steps) > maximum)
+    ):
         raise LandscapeError(bad(func, "steps", f"must be an integer in [1, {maximum or 'inf'}]", steps))

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from lrkit.errors import LandscapeError, bad
-
-import torch
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
 MAX_GRID_POINTS = 4_000_000  # 2000 x 2000 float64 values plus torch temporaries stay well under 1 GiB
@@ -105,7 +104,9 @@ def check_grid(func: str, param: str, rows: Any, cols: Any) -> None:
             raise LandscapeError(bad(func, param, "must be an integer >= 2", n))
     if rows * cols > MAX_GRID_POINTS:
         need = rows * cols * 8 * 4 / 2**30
-        raise LandscapeError(bad(func, param, f"gives a grid too large for memory ({rows}x{cols}, ~{need:.1f} GiB; at most {MAX_GRID_POINTS} points)", rows))
+        raise LandscapeError(
+            bad(func, param, f"gives a grid too large for memory ({rows}x{cols}, ~{need:.1f} GiB; at most {MAX_GRID_POINTS} points)", rows)
+        )
 
 
 # -- formulas: (points (..., dim), params) -> loss (...) ----------------------------------------
@@ -137,7 +138,7 @@ def _saddle(x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
 
 
 def _rastrigin(x: torch.Tensor, p: dict[str, Any]) -> torch.Tensor:
-    a = p["amplitude"]
+    a = float(p["amplitude"])
     return a * x.shape[-1] + (x * x - a * torch.cos(2.0 * math.pi * x)).sum(-1)
 
 

@@ -79,9 +79,14 @@ class Trajectory:
 
     @property
     def label(self) -> str:
-        """A short legend entry, e.g. `adam lr=0.01`."""
-        lr = f"{self.lrs[0]:.3g}" if len(self.lrs) else "?"
-        return f"{self.optimizer} lr={lr}" + (" (diverged)" if self.diverged else "")
+        """A short legend entry, e.g. `adam lr=0.01`, or `sgd peak lr=0.1` under a varying schedule."""
+        if not len(self.lrs):
+            lr = "lr=?"
+        elif np.all(self.lrs == self.lrs[0]):
+            lr = f"lr={self.lrs[0]:.3g}"
+        else:
+            lr = f"peak lr={self.lrs.max():.3g}"
+        return f"{self.optimizer} {lr}" + (" (diverged)" if self.diverged else "")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; `Trajectory.from_dict` reads it back."""
@@ -127,7 +132,7 @@ class Trajectory:
 def descend(
     surface: str | Surface,
     optimizer: str = "sgd",
-    lr: float | Schedule = 0.01,
+    lr: float | Schedule | str = 0.01,
     *,
     steps: int = 100,
     start: Sequence[float] | None = None,
@@ -143,7 +148,7 @@ def descend(
     Args:
         surface: a `Surface` or a built-in name (`SURFACES`).
         optimizer: one of `OPTIMIZERS`: sgd, momentum (heavy ball), nesterov, adagrad, rmsprop, adam, adamw.
-        lr: a positive number or an lrkit schedule (counted in optimizer steps).
+        lr: a positive number, an lrkit schedule (counted in optimizer steps) or its spec text.
         steps: the number of optimizer steps.
         start: the start point (default: the surface's).
         momentum: SGD/RMSprop momentum or Adam's beta1 (default: 0.9 for momentum, nesterov, adam, adamw; 0 otherwise).
@@ -180,7 +185,9 @@ def _run(
     limit: float,
 ) -> tuple[Array, Array, Array, bool]:
     """The loop: record the point and loss, stop on divergence, else take one step."""
-    points, losses, lrs = [], [], []
+    points: list[torch.Tensor] = []
+    losses: list[float] = []
+    lrs: list[float] = []
     for t in range(steps + 1):
         opt.zero_grad()
         loss = surf(x)
@@ -193,7 +200,7 @@ def _run(
             return _arrays(points, losses, lrs, True)
         if t == steps:
             break
-        loss.backward()
+        torch.autograd.backward(loss)
         if noise is not None and x.grad is not None:
             x.grad.add_(noise())
         lrs.append(float(opt.param_groups[0]["lr"]))
