@@ -54,17 +54,21 @@ def step_costs(steps: int) -> tuple[float, float]:
     return statistics.median(per_block_ours), statistics.median(per_block_theirs)
 
 
-def values_ms(make: Callable[[int], lrkit.Schedule], steps: int, repeats: int = 7) -> tuple[float, float]:
-    """Best and median wall time of `values(range(steps))`, in ms."""
+def values_ms(make: Callable[[int], lrkit.Schedule], steps: int, repeats: int = 7) -> tuple[float, float, float]:
+    """Best and median wall time, and best CPU time of this process, of `values(range(steps))`, in ms.
+
+    On a shared machine the CPU time is the fairer figure: it leaves out the time other processes held the core.
+    """
     schedule = make(steps)
     t = np.arange(steps)
     schedule.values(t)  # warm-up: first-touch page faults and numpy's dispatch
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         schedule.values(t)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return min(times), statistics.median(times)
+        cpu.append((time.process_time() - c0) * 1e3)
+        wall.append((time.perf_counter() - w0) * 1e3)
+    return min(wall), statistics.median(wall), min(cpu)
 
 
 VALUES = {
@@ -90,11 +94,12 @@ def main() -> None:
     print(f"  torch OneCycleLR {theirs / 1e3:8.2f} us/step")
     print(f"  ratio lrkit/torch {ratio:.2f}  (target <= 1.00: {'met' if ratio <= 1.0 else 'NOT met'})")
 
-    print(f"values() over {args.values_steps} steps (best / median of 7):")
+    print(f"values() over {args.values_steps} steps (wall best / median of 7, CPU best):")
     for name, make in VALUES.items():
-        best, median = values_ms(make, args.values_steps)
-        target = f"  (target < 50 ms: {'met' if best < 50 else 'NOT met'})" if name == "one_cycle" else ""
-        print(f"  {name:20s} {best:7.1f} / {median:7.1f} ms{target}")
+        best, median, cpu = values_ms(make, args.values_steps)
+        verdict = f"wall {'met' if best < 50 else 'NOT met'}, CPU {'met' if cpu < 50 else 'NOT met'}"
+        target = f"  (target < 50 ms: {verdict})" if name == "one_cycle" else ""
+        print(f"  {name:20s} {best:7.1f} / {median:7.1f} ms, CPU {cpu:7.1f} ms{target}")
 
 
 if __name__ == "__main__":

@@ -83,11 +83,10 @@ def test_cli_per_epoch_counts_epochs(tmp_path: Path) -> None:
         ["cosine(start=0.1, steps=10)", "--out", "plot.txt"],
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_code_2(args: list[str], tmp_path: Path) -> None:
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = runner.invoke(cli, ["schedule", *args], catch_exceptions=False)
-        assert not list(Path(cwd).iterdir())  # no figure half-written
+def test_cli_bad_input_is_one_line_and_exit_code_2(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where the default --out would land
+    result = CliRunner().invoke(cli, ["schedule", *args], catch_exceptions=False)
+    assert not list(tmp_path.iterdir())  # no figure half-written
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lrkit: error: ") and "Traceback" not in result.output, result.output

@@ -162,6 +162,17 @@ def test_tensor_lr_is_filled_in_place_and_compiled_steps_do_not_recompile() -> N
     assert counters["stats"]["unique_graphs"] == 1
 
 
+def test_a_float32_tensor_lr_reports_the_value_it_really_holds() -> None:
+    opt = torch.optim.SGD(params(1), lr=torch.tensor(0.1))
+    lr = opt.param_groups[0]["lr"]
+    s = lrkit.cosine(start=0.1, steps=7)
+    sched = lrkit.Scheduler(opt, lr=s)
+    for n in range(1, 5):
+        train(opt, sched, 1)
+        assert opt.param_groups[0]["lr"] is lr and lr.dtype == torch.float32
+        assert sched.get_last_lr() == [lr.item()] and lr.item() == pytest.approx(s(n), rel=1e-7)
+
+
 def test_tensor_betas_are_filled_in_place() -> None:
     beta1 = torch.tensor(0.9)
     opt = torch.optim.Adam(params(1), lr=torch.tensor(0.01), betas=(beta1, torch.tensor(0.99)))

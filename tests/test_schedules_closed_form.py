@@ -235,3 +235,12 @@ def test_values_accepts_scalars_and_integer_floats() -> None:
     s = lrkit.linear(1.0, 0.0, 4)
     assert s.values(2).tolist() == 0.5 and s.values(np.array([1.0, 2.0])).tolist() == [0.75, 0.5]
     assert s.values([]).shape == (0,) and s(np.int64(1)) == 0.75
+
+
+@pytest.mark.parametrize("mult", [1.0000001, 1e10, 1e200, 1e300])
+def test_sgdr_with_extreme_cycle_mult_stays_finite(mult: float) -> None:
+    s = lrkit.sgdr(start=1.0, first_cycle=3, cycle_mult=mult)
+    steps = [0, 1, 2, 3, 4, 10**6, 10**9, 10**15]
+    v = s.values(steps)
+    assert np.all(np.isfinite(v)) and np.all((v >= 0) & (v <= 1.0))
+    np.testing.assert_allclose(v[:4], [sgdr_reference(t, 1.0, 3, mult, 0.0, 1.0) for t in steps[:4]], rtol=1e-12)

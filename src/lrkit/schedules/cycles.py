@@ -53,14 +53,16 @@ class SGDR(Schedule):
         if m == 1.0:
             i = np.floor(t / first)
             return i, i * first, np.full_like(t, first)
-        i = np.floor(np.log1p(t / first * (m - 1.0)) / np.log(m))
-        begin = first * (m**i - 1.0) / (m - 1.0)
-        # the logarithm can land one cycle off at exact boundaries: correct it
-        i = np.where(begin > t, i - 1, i)
-        nxt = first * (m ** (i + 1) - 1.0) / (m - 1.0)
-        i = np.where(nxt <= t, i + 1, i)
-        begin = first * (m**i - 1.0) / (m - 1.0)
-        return i, begin, first * m**i
+        # a huge cycle_mult overflows only cycles that no step reaches; capping the estimate keeps it finite
+        with np.errstate(over="ignore"):
+            i = np.floor(np.log1p(np.minimum(t / first * (m - 1.0), 1e300)) / np.log(m))
+            begin = first * (m**i - 1.0) / (m - 1.0)
+            # the logarithm can land one cycle off at exact boundaries: correct it
+            i = np.where(begin > t, i - 1, i)
+            nxt = first * (m ** (i + 1) - 1.0) / (m - 1.0)
+            i = np.where(nxt <= t, i + 1, i)
+            power = m**i
+        return i, first * (power - 1.0) / (m - 1.0), first * power
 
     def _values(self, t: Array) -> Array:
         i, begin, span = self._cycles(t)

@@ -144,8 +144,8 @@ class InverseTime(Schedule):
 
     Example:
         >>> import lrkit
-        >>> lrkit.inverse_time(start=0.1, decay=0.001)(1)
-        0.0999000999000999
+        >>> round(lrkit.inverse_time(start=0.1, decay=0.001)(1), 8)
+        0.0999001
     """
 
     start: float
@@ -173,7 +173,7 @@ class InverseSqrt(Schedule):
     Example:
         >>> import lrkit
         >>> s = lrkit.inverse_sqrt(peak=1.0, warmup_steps=4)
-        >>> s.values([0, 2, 4, 12]).tolist()
+        >>> s.values([0, 2, 4, 16]).tolist()
         [0.0, 0.5, 1.0, 0.5]
     """
 
