@@ -258,3 +258,33 @@ def test_bad_objects_and_losses_raise_control_error() -> None:
         Guard(model, opt).check(torch.ones(3))
     with pytest.raises(lrkit.ControlError, match="loss"):
         Guard(model, opt).check("0.5")  # type: ignore[arg-type]
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rollback_keeps_tensors_on_the_model_device(device: str) -> None:
+    model = torch.nn.Linear(2, 1).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    guard = Guard(model, opt, snapshot_every=2)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = model(torch.ones(3, 2, device=device)).pow(2).mean()
+        loss.backward()
+        assert not guard.check(loss, grads=True)
+        opt.step()
+    assert guard.check(torch.tensor(float("nan"), device=device))
+    assert all(p.device.type == device for p in model.parameters())
+    assert all(v.device.type == device for s in opt.state.values() for k, v in s.items() if k != "step")
+
+
+def test_gradient_check_of_a_large_model_sees_a_single_nan() -> None:
+    model = torch.nn.Linear(1000, 1100)  # over a million gradient entries: checked tensor by tensor
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = Guard(model, opt)
+    model(torch.ones(1, 1000)).sum().backward()
+    assert not guard.check(1.0, grads=True)
+    model.weight.grad[5, 7] = float("nan")  # type: ignore[index]
+    assert guard.check(1.0, grads=True) and guard.incidents[0].kind == "nonfinite_grad"
+    assert model.weight.grad is None  # the poisoned gradients are dropped with the batch

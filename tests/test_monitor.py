@@ -18,7 +18,7 @@ from lrkit.lab.problems import get_problem
 from lrkit.torch.monitor import LearningRateMonitor, Monitor
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _blobs_run(lr: float) -> Monitor:
     """The classic: SGD, 200 epochs, batch 32, MLP 2-50-3 on make_blobs (first 500 train); recorded every step."""
     problem = get_problem("blobs")

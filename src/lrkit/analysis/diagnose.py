@@ -5,8 +5,9 @@ medians of a fixed number of windows, measures its noise robustly (the MAD of th
 step losses around their window's median), and applies four rules. Every finding
 carries the steps it covers, the numbers behind it and advice:
 
-- `lr_too_high`: the loss became non-finite, blew up far above where it started,
-  or rose significantly from its best level (oscillating or drifting away).
+- `lr_too_high`: the loss became non-finite, spiked repeatedly (the test of
+  `lrkit.Guard`), rose significantly from its best level, or made no progress
+  while the weights moved a lot (oscillating).
 - `lr_too_low`: weights barely move (median update-to-weight ratio far below the
   ~1e-3 rule of thumb) or the loss made no significant progress at all.
 - `plateau`: after progress, a long stretch (half the run by default) with
@@ -63,9 +64,11 @@ class Thresholds:
     Attributes:
         windows: how many windows summarize the curve (each a median of its steps).
         significance: differences below this many standard errors of a window median are noise.
-        blowup: a loss this many loss-spreads above its start is a blow-up.
+        blowup: a loss this many loss-spreads above its start is a blow-up (reported as evidence).
+        spike: a loss this many robust deviations above the median of the recent ones is a spike.
+        spikes: this many spikes mean the lr is too high.
         ratio_low: a median update-to-weight ratio below this means the lr is too low.
-        ratio_high: without progress, a median ratio above this means the lr is too high.
+        ratio_high: without progress, a median ratio above this (the ~1e-3 rule of thumb) means the lr is too high.
         min_progress: improvements smaller than this fraction of the progress so far do not end a stall.
         plateau_fraction: the least fraction of the run a stall must cover to be a plateau.
 
@@ -77,8 +80,10 @@ class Thresholds:
     windows: int = 20
     significance: float = 3.0
     blowup: float = 10.0
+    spike: float = 20.0
+    spikes: int = 3
     ratio_low: float = 1e-4
-    ratio_high: float = 1e-2
+    ratio_high: float = 1e-3
     min_progress: float = 0.02
     plateau_fraction: float = 0.5
 
@@ -106,6 +111,10 @@ class _Curve:
     @property
     def final(self) -> float:
         return float(self.levels[-1])
+
+    def window_of(self, index: int) -> int:
+        """The window holding record `index`."""
+        return int(np.searchsorted([b for _, b in self.bounds], index, side="right"))
 
     def span(self, first: int, last: int) -> tuple[int, int]:
         """Steps covered by windows first..last (inclusive)."""
@@ -160,8 +169,9 @@ def _thresholds(given: dict[str, Any]) -> Thresholds:
             raise ControlError(bad("diagnose", name, f"is not a threshold (valid: {', '.join(names)})", value))
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ControlError(bad("diagnose", name, "must be a positive number", value))
-    if "windows" in given and (not isinstance(given["windows"], int) or given["windows"] < 4):
-        raise ControlError(bad("diagnose", "windows", "must be an integer >= 4", given["windows"]))
+    for name, least in (("windows", 4), ("spikes", 1)):
+        if name in given and (not isinstance(given[name], int) or given[name] < least):
+            raise ControlError(bad("diagnose", name, f"must be an integer >= {least}", given[name]))
     return Thresholds(**given)
 
 
@@ -205,6 +215,56 @@ def _progress_tolerance(curve: _Curve, limits: Thresholds) -> float:
     return limits.significance * curve.se * math.sqrt(2.0)
 
 
+def spike_limit(recent: npt.ArrayLike, spike: float) -> npt.NDArray[np.float64]:
+    """The loss above which a new loss is a spike, from the recent losses (along the last axis).
+
+    A spike lies both more than `spike` robust deviations above the median (1.4826 x
+    the median absolute deviation, the standard deviation for Gaussian noise) and twice
+    as far above the median as the largest recent loss: the second condition keeps
+    skewed, heavy-tailed losses (near zero, late in training) from raising false alarms.
+    Both are free of the loss's scale and offset, so negative losses work; the deviation
+    never drops below a sliver of the level, so a flat loss still has a unit.
+    `lrkit.Guard` uses the same test.
+
+    Example:
+        >>> float(spike_limit([1.0, 2.0, 3.0, 4.0, 5.0], spike=10.0))
+        17.826
+        >>> float(spike_limit([1.0, 1.0, 1.0, 1.0, 9.0], spike=10.0))
+        17.0
+    """
+    x = np.asarray(recent, dtype=np.float64)
+    center = _median(x)
+    mad = _median(np.abs(x - center[..., None]))
+    deviation = np.maximum(np.maximum(1.4826 * mad, 1e-3 * np.abs(center)), 1e-12)
+    return np.asarray(center + np.maximum(spike * deviation, 2.0 * (x.max(axis=-1) - center)))
+
+
+def _median(x: Array) -> Array:
+    """Median along the last axis; a plain sort is several times faster than np.median on the guard's short windows."""
+    s = np.sort(x, axis=-1)
+    n = s.shape[-1]
+    return np.asarray(0.5 * (s[..., (n - 1) // 2] + s[..., n // 2]))
+
+
+def _spike_steps(loss: Array, spike: float, least: int = 20) -> npt.NDArray[np.intp]:
+    """Indices of losses above the spike limit of the window of losses before them."""
+    window = min(100, max(least, len(loss) // 10))
+    if len(loss) <= window:
+        return np.zeros(0, dtype=np.intp)
+    recent = np.lib.stride_tricks.sliding_window_view(loss[:-1], window)
+    return np.flatnonzero(loss[window:] > spike_limit(recent, spike)) + window
+
+
+def _evidence(curve: _Curve, ratio: float, lr: float) -> dict[str, float]:
+    """The numbers every finding about the whole curve shows: levels, noise, and what was measured."""
+    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
+    if math.isfinite(ratio):
+        evidence["median_update_ratio"] = ratio
+    if math.isfinite(lr):
+        evidence["lr"] = lr
+    return evidence
+
+
 def _lr_advice(lr: float, factor: float) -> str:
     return f" (e.g. lr={lr * factor:.3g})" if math.isfinite(lr) else ""
 
@@ -217,19 +277,23 @@ def _too_high(curve: _Curve, ratio: float, lr: float, limits: Thresholds) -> Fin
     blowup = float(curve.loss[peak_at]) - reference > limits.blowup * spread
     rising = curve.final - curve.best > max(tol, limits.min_progress * spread)
     stuck_loud = curve.start - curve.best <= tol and ratio > limits.ratio_high
-    if not (rising or stuck_loud):  # an early blow-up the run recovered from is evidence, not a verdict
+    spikes = _spike_steps(curve.loss, limits.spike)
+    spiky = len(spikes) >= limits.spikes
+    if not (rising or stuck_loud or spiky):  # an early blow-up the run recovered from is evidence, not a verdict
         return None
-    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
+    evidence = _evidence(curve, ratio, lr)
+    if spiky:
+        evidence |= {"spikes": float(len(spikes)), "first_spike_step": float(curve.steps[spikes[0]])}
     if blowup:
         evidence |= {"peak_loss": float(curve.loss[peak_at]), "peak_step": float(curve.steps[peak_at])}
-    if math.isfinite(ratio):
-        evidence["median_update_ratio"] = ratio
-    if math.isfinite(lr):
-        evidence["lr"] = lr
-    what = "the loss rose from its best level" if rising else "the loss oscillates without progress"
+    what = "the loss rose from its best level" if rising else ("the loss oscillates without progress" if stuck_loud else "")
+    what += f"{', and ' if what else 'the loss '}spiked {len(spikes)} times" if spiky else ""
     what += f" (after blowing up to {curve.loss[peak_at]:.3g} at step {curve.steps[peak_at]})" if blowup else ""
     advice = f"{what}: lower the lr 3-10x{_lr_advice(lr, 0.2)}, or add warmup / gradient clipping"
-    first = int(np.argmin(curve.levels)) if rising else 0
+    starts = [int(np.argmin(curve.levels))] if rising else []
+    if spiky:
+        starts.append(curve.window_of(int(spikes[0])))
+    first = 0 if stuck_loud or not starts else min(starts)
     return Finding("lr_too_high", curve.span(first, len(curve.levels) - 1), evidence, advice)
 
 
@@ -239,12 +303,8 @@ def _too_low(curve: _Curve, ratio: float, lr: float, limits: Thresholds) -> Find
     tiny_updates = ratio < limits.ratio_low
     if not (no_progress or tiny_updates):
         return None
-    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
-    if math.isfinite(ratio):
-        evidence["median_update_ratio"] = ratio
-    if math.isfinite(lr):
-        evidence["lr"] = lr
-    scale = min(1e-3 / ratio, 1e3) if math.isfinite(ratio) and ratio > 0 else 10.0
+    evidence = _evidence(curve, ratio, lr)
+    scale = min(1e-3 / ratio, 1e3) if tiny_updates and ratio > 0 else 10.0
     what = f"weights barely move (update/weight {ratio:.2g} per step, far below ~1e-3)" if tiny_updates else "the loss made no progress"
     advice = f"{what}: raise the lr about {scale:.3g}x{_lr_advice(lr, scale)}, or run lrkit.find_lr"
     return Finding("lr_too_low", curve.span(0, len(curve.levels) - 1), evidence, advice)
@@ -294,7 +354,6 @@ def _stalled(curve: _Curve, first: int, last: int, tol: float, significance: flo
 
 
 def _healthy(curve: _Curve, ratio: float) -> Finding:
-    evidence = {"start_loss": curve.start, "best_loss": curve.best, "final_loss": curve.final, "noise": curve.se}
-    if math.isfinite(ratio):
-        evidence["median_update_ratio"] = ratio
-    return Finding("healthy", curve.span(0, len(curve.levels) - 1), evidence, "the loss falls steadily: nothing to change")
+    return Finding(
+        "healthy", curve.span(0, len(curve.levels) - 1), _evidence(curve, ratio, math.nan), "the loss falls steadily: nothing to change"
+    )

@@ -12,18 +12,21 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import statistics
+import numbers
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
+from lrkit.analysis.diagnose import spike_limit
 from lrkit.control._common import checked, cpu_copy
 from lrkit.errors import ControlError, DivergenceError, bad
 from lrkit.schedules import _check
 from lrkit.torch.scheduler import Scheduler
 
 _MIN_HISTORY = 20  # losses needed before spikes are judged
-_REFRESH = 10  # good steps between recomputations of the running median and deviation
+_REFRESH = 25  # good steps between recomputations of the running median and deviation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +77,10 @@ class Guard:
             restored; the cut is applied to the groups' lr), or None.
         snapshot_every: good steps between CPU snapshots; a rollback loses at most this many.
         spike: a loss more than `spike` robust deviations (1.4826 x the MAD of the last
-            `window` good losses) above their median is a spike; None only checks finiteness.
-            Scale- and shift-free, so it works for negative losses too.
+            `window` good losses) above their median, and twice as far above it as any of
+            them, is a spike (`lrkit.analysis.diagnose.spike_limit`); None only checks
+            finiteness. Scale- and shift-free, so it works for negative losses too; judged
+            once 20 good losses are known.
         window: how many recent good losses the running estimate uses.
         cut: factor applied to the lr at each rollback, in (0, 1].
         max_rollbacks: rollbacks allowed; one more divergence raises `lrkit.DivergenceError`.
@@ -111,6 +116,7 @@ class Guard:
     ) -> None:
         _check_objects(model, optimizer, scheduler)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self._params = list(model.parameters())
         self.snapshot_every = checked(_check.integer, "Guard", "snapshot_every", snapshot_every)
         self.spike = None if spike is None else checked(_check.positive, "Guard", "spike", spike)
         self.window = checked(_check.integer, "Guard", "window", window, minimum=_MIN_HISTORY)
@@ -158,7 +164,7 @@ class Guard:
             return "nonfinite_loss"
         if value > self._limit:
             return "spike"
-        if grads and not _grads_finite(self.model):
+        if grads and not _grads_finite(self._params):
             return "nonfinite_grad"
         return None
 
@@ -166,7 +172,7 @@ class Guard:
         self._losses.append(value)
         self._since_refresh += 1
         if self.spike is not None and len(self._losses) >= _MIN_HISTORY and (self._since_refresh >= _REFRESH or math.isinf(self._limit)):
-            self._limit = _spike_limit(list(self._losses), self.spike)
+            self._limit = float(spike_limit(np.fromiter(self._losses, np.float64, len(self._losses)), self.spike))
             self._since_refresh = 0
 
     # -- snapshots and rollbacks -----------------------------------------------
@@ -191,7 +197,9 @@ class Guard:
         self.optimizer.zero_grad(set_to_none=True)
         self._apply_cut(snap)
         self._losses = collections.deque(snap.window, maxlen=self.window)
-        self._limit = _spike_limit(snap.window, self.spike) if self.spike is not None and len(snap.window) >= _MIN_HISTORY else math.inf
+        self._limit = (
+            float(spike_limit(snap.window, self.spike)) if self.spike is not None and len(snap.window) >= _MIN_HISTORY else math.inf
+        )
         lost, self._since_snapshot, self._since_refresh = self._since_snapshot, 0, 0
         lr_after = float(self.optimizer.param_groups[0]["lr"])
         self.incidents.append(Incident(step, kind, value, snap.step, lost, lr_before, lr_after))
@@ -247,18 +255,18 @@ def _loss_value(loss: Any) -> float:
         if loss.numel() != 1:
             raise ControlError(bad("Guard.check", "loss", "must be a number or a one-element tensor", tuple(loss.shape)))
         return float(loss.detach().item())
-    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
+    if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
         raise ControlError(bad("Guard.check", "loss", "must be a number or a one-element tensor", loss))
     return float(loss)
 
 
-def _grads_finite(model: torch.nn.Module) -> bool:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)).item())
-
-
-def _spike_limit(losses: list[float], spike: float) -> float:
-    """median + spike x robust deviation; the deviation never drops below a sliver of the level (a flat loss)."""
-    center = statistics.median(losses)
-    mad = statistics.median([abs(x - center) for x in losses])
-    return center + spike * max(1.4826 * mad, 1e-3 * abs(center), 1e-12)
+def _grads_finite(params: Sequence[torch.Tensor]) -> bool:
+    """Whether every gradient is finite, with one sync: a sum is NaN/inf when an element is (or all are astronomically large)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    if len({g.device for g in grads}) > 1:
+        return all(bool(torch.isfinite(g.sum()).item()) for g in grads)
+    if sum(g.numel() for g in grads) <= 1 << 20:  # small models: one concatenation costs less than an op per tensor
+        return bool(torch.isfinite(torch.cat([g.reshape(-1) for g in grads]).sum()).item())
+    return bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()).item())

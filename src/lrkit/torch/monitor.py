@@ -272,7 +272,7 @@ def _plot_panel(ax: Any, history: dict[str, npt.NDArray[Any]], name: str, title:
         ax.set_yscale("log")
     if name == "update_ratio" and columns:
         ax.axhline(1e-3, color="gray", linestyle="--", linewidth=1, label="1e-3")
-    if len(columns) > 1 or name == "update_ratio":
+    if len(columns) > 1 or (name == "update_ratio" and columns):
         ax.legend(fontsize="small")
     ax.set_title(title)
     ax.set_xlabel("step")
