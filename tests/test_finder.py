@@ -137,7 +137,7 @@ def test_stops_at_once_on_nan_and_inf() -> None:
 
 
 def test_lr_advances_once_per_update_with_accumulation() -> None:
-    model, opt = net(), None
+    model = net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     seen: list[float] = []
 
@@ -269,7 +269,7 @@ def test_result_round_trips_and_plots(tmp_path: Any) -> None:
     model = net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     result = find_lr(model, opt, nn.functional.cross_entropy, data(), start=1e-5, end=100, steps=40)
-    loaded = LRFinderResult.load_path = LRFinderResult.from_json(result.to_json(tmp_path / "r.json"))
+    loaded = LRFinderResult.from_json(result.to_json(tmp_path / "r.json"))
     assert loaded.lrs == result.lrs and loaded.suggestions == result.suggestions
     np.testing.assert_array_equal(loaded.losses, result.losses)
     assert LRFinderResult.load(tmp_path / "r.json").stop_reason == result.stop_reason

@@ -93,12 +93,23 @@ def test_every_rule_lands_in_the_descent(name: str) -> None:
     assert 1e-4 < lr < 1.0  # the descent spans about 1e-3..1e-1; minimum/10 may sit just below
 
 
-def test_lrkit_rule_stays_a_margin_below_the_minimum() -> None:
-    y = bowl(LRS, centre=1e-2)
-    x_t, y_t = suggest.prepare(LRS, y)
-    at_min = x_t[np.argmin(y_t)]
-    for margin in (2.0, 4.0, 8.0):
-        assert suggest.lrkit_rule(LRS, y, margin=margin) <= at_min / margin * (1 + 1e-12)
+def test_lrkit_rule_is_the_end_of_the_descent_and_ignores_noise() -> None:
+    lrs = np.logspace(-5, 1, 301)
+    y = 1.0 - np.tanh(np.log10(lrs) + 2.0)  # falls from ~2 to ~0 around 1e-2, no blow-up: no lag to undo
+    smoothed = suggest.smooth_centred(y)
+    level, bottom = np.median(y[:30]), smoothed[30:].min()
+    expected = next(lr for lr, v in zip(lrs[30:], smoothed[30:]) if v <= bottom + 0.1 * (level - bottom))  # 90% of the drop done
+    assert suggest.lrkit_rule(lrs, y) == expected
+    assert 10 ** (np.arctanh(0.8) - 2.0) < expected < 10 ** (np.arctanh(0.95) - 2.0)  # near the raw curve's 90% point
+    noisy = [suggest.lrkit_rule(lrs, y + 0.1 * np.random.default_rng(s).standard_normal(lrs.size)) for s in range(5)]
+    assert all(abs(math.log10(n / expected)) < 0.2 for n in noisy)
+
+
+def test_suggest_all_gives_classic_rules_the_ema_and_lrkit_the_raw_curve() -> None:
+    y = bowl(LRS, noise=0.2)
+    found = suggest.suggest_all(LRS, y, smoothing=0.9)
+    assert found["valley"] == suggest.valley(LRS, suggest.smooth(y, 0.9))
+    assert found["lrkit"] == suggest.lrkit_rule(LRS, y)
 
 
 def test_prepare_drops_everything_from_the_first_nan_and_trims() -> None:

@@ -117,7 +117,7 @@ def _run(setup: _Setup, batches: _Batches) -> _Run:
                 return _Run(lrs, signal, "scaler")
             continue
         skipped = 0
-        if setup.val is not None:
+        if setup.val is not None and stepped:  # a non-finite train loss stops the test, whatever validation says
             value = _all_reduce(_evaluate(setup), setup.device)
         lrs.append(float(setup.table[step]))
         signal.append(value)
@@ -239,8 +239,8 @@ def _result(setup: _Setup, runs: list[_Run], mode: str, has_val: bool) -> LRFind
 
 
 def _suggestion(run: _Run, smoothing: float, has_metric: bool) -> dict[str, float | None]:
-    smoothed = suggest.smooth(run.signal, smoothing)
-    return suggest.suggest_all(run.lrs, -smoothed if has_metric else smoothed)
+    sign = -1.0 if has_metric else 1.0
+    return suggest.suggest_all(run.lrs, sign * np.asarray(run.signal, dtype=np.float64), smoothing)
 
 
 def _aggregate(result: LRFinderResult, runs: list[_Run], per_run: list[dict[str, float | None]]) -> None:

@@ -78,11 +78,10 @@ class LRFinderResult:
             (0.001, 2)
         """
         smoothed = suggest.smooth(losses, smoothing)
-        signed = -smoothed if fields.get("higher_is_better") else smoothed
-        found = suggest.suggest_all(lrs, signed)
+        sign = -1.0 if fields.get("higher_is_better") else 1.0  # rules minimize: a metric is negated
+        found = suggest.suggest_all(lrs, sign * np.asarray(losses, dtype=np.float64), smoothing)
         rule = fields.pop("rule", suggest.DEFAULT_RULE)
-        raw = -np.asarray(losses) if fields.get("higher_is_better") else np.asarray(losses)
-        warnings = suggest.curve_warnings(lrs, raw, signed, fields["stop_reason"])
+        warnings = suggest.curve_warnings(lrs, sign * np.asarray(losses, dtype=np.float64), sign * smoothed, fields["stop_reason"])
         fields.setdefault("stopped_at", len(lrs) - 1)
         fields.setdefault("runs", [list(map(float, losses))])
         fields.setdefault("run_suggestions", [found[rule]])
@@ -106,15 +105,18 @@ class LRFinderResult:
     def bounds(self) -> tuple[float, float]:
         """`(low, high)` for cyclic or one-cycle schedules: where the signal starts to improve, where it stops.
 
+        Read on the lag-free smoothing of the raw signal (`suggest.smooth_centred`), like lrkit's rule.
+
         Example:
             >>> import numpy as np
             >>> lrs = np.logspace(-4, 0, 41).tolist()
             >>> r = LRFinderResult.from_curve(lrs, (np.tanh(-np.log10(lrs) - 2.0) + 2).tolist(), smoothing=0.0, stop_reason="completed")
             >>> [round(float(np.log10(b)), 1) for b in r.bounds()]
-            [-2.7, -1.3]
+            [-2.9, -1.0]
         """
-        signed = -np.asarray(self.smoothed) if self.higher_is_better else np.asarray(self.smoothed)
-        return suggest.bounds(self.lrs, signed)
+        sign = -1.0 if self.higher_is_better else 1.0
+        x, y = suggest.finite_prefix(self.lrs, sign * np.asarray(self.losses, dtype=np.float64), "LRFinderResult.bounds")
+        return suggest.bounds(x, suggest.smooth_centred(y))
 
     def apply(self, optimizer: torch.optim.Optimizer, rule: str | None = None) -> float:
         """Set the suggestion (or `rule`'s) as the first group's lr, scaling the other groups by the same factor.
@@ -180,8 +182,8 @@ class LRFinderResult:
         """The result as JSON text; also written to `path` when given.
 
         Example:
-            >>> LRFinderResult([0.1], [1.0], [1.0], 0, "completed", None, {}).to_json()[:14]
-            '{"lrs": [0.1],'
+            >>> LRFinderResult([0.1], [1.0], [1.0], 0, "completed", None, {}).to_json().split()[:2]
+            ['{', '"lrs":']
         """
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
@@ -214,22 +216,25 @@ class LRFinderResult:
         return cls.from_json(Path(path).read_text())
 
     def plot(self, title: str | None = None) -> Figure:
-        """The signal against the lr, raw and smoothed, with every suggestion and the bounds marked.
+        """The signal against the lr: raw (grey), EMA-smoothed (blue), lag-free (dotted); suggestions and bounds marked.
 
         Example:
             >>> import numpy as np
             >>> lrs = np.logspace(-4, 0, 40).tolist()
             >>> r = LRFinderResult.from_curve(lrs, (np.tanh(-np.log10(lrs) - 2.0) + 2).tolist(), stop_reason="completed")
             >>> fig = r.plot()
-            >>> sorted(line.get_label() for line in fig.axes[0].get_lines())[:2]
-            ['lrkit (default) 5.67e-03', 'minimum 1.33e-02']
+            >>> [line.get_label().split()[0] for line in fig.axes[0].get_lines()][3:]
+            ['lrkit', 'valley', 'steep', 'minimum', 'slide']
         """
         from lrkit.plot import new_figure
 
         fig = new_figure()
         ax = fig.axes[0]
-        ax.plot(self.lrs, self.losses, color="0.75", lw=0.8, label="_raw")
-        ax.plot(self.lrs, self.smoothed, color="C0", lw=1.8, label="_smoothed")
+        ax.plot(self.lrs, self.losses, color="0.75", lw=0.8, label="raw")
+        ax.plot(self.lrs, self.smoothed, color="C0", lw=1.8, label="EMA")
+        if _has_curve(self):
+            x, y = suggest.finite_prefix(self.lrs, self.losses)
+            ax.plot(x, suggest.smooth_centred(y), color="k", lw=1.0, ls=":", label="lag-free")
         for i, (name, lr) in enumerate(self.suggestions.items()):
             if lr is not None:
                 main = name == self.rule
@@ -250,15 +255,18 @@ class LRFinderResult:
 
 def _limits(ax: Any, result: LRFinderResult) -> None:
     """Keep the interesting part in view: an exploding tail would squash the valley flat."""
-    y = np.asarray(result.smoothed, dtype=np.float64)
-    y = y[np.isfinite(y)]
-    if y.size < 2:
+    sign = -1.0 if result.higher_is_better else 1.0
+    try:
+        _, y = suggest.finite_prefix(result.lrs, sign * np.asarray(result.losses, dtype=np.float64))
+    except FinderError:
         return
-    lo, hi = float(y.min()), float(y[: max(2, y.size // 10)].max() if not result.higher_is_better else y.max())
-    if result.higher_is_better:
-        lo = float(y[: max(2, y.size // 10)].min())
-    pad = 0.1 * (hi - lo) or 1.0
-    ax.set_ylim(lo - pad, hi + 3 * pad)
+    centred = suggest.smooth_centred(y)
+    level = float(np.median(y[: max(3, y.size // 10)]))
+    i_min = int(np.argmin(centred))
+    best = min(float(centred[i_min]), float(np.quantile(y[: i_min + 1], 0.1)))  # the raw dip, without its outliers
+    pad = 0.1 * (level - best) or 0.1 * abs(level) or 1.0
+    low, high = best - pad, level + 3 * pad
+    ax.set_ylim(*sorted((sign * low, sign * high)))
 
 
 def _has_curve(result: LRFinderResult) -> bool:

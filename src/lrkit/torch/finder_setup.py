@@ -21,7 +21,6 @@ from lrkit.schedules import exponential, linear
 from lrkit.torch.scheduler import _group_scales
 
 MODES = ("exp", "linear")
-MAX_SKIPPED = 50  # a scaler that skips this many updates in a row will not recover within the test
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 Compute = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, float | None]]  # (model, batch) -> (loss, metric or None)
 
@@ -51,7 +50,7 @@ def _setup(model: Any, optimizer: Any, loss_fn: Any, train_data: Any, start: Any
            repeats: Any, scaler: Any, step_fn: Any) -> _Setup:  # fmt: skip
     _check_objects(model, optimizer, loss_fn, step_fn, metric, scaler)
     table = _ramp(start, end, steps, mode)
-    if not isinstance(smoothing, numbers.Real) or not 0.0 <= float(smoothing) < 1.0:
+    if not _is_number(smoothing) or not 0.0 <= float(smoothing) < 1.0:
         raise FinderError(bad("find_lr", "smoothing", "must be a number in [0, 1)", smoothing))
     if diverge is not None and (not _is_number(diverge) or diverge <= 0):
         raise FinderError(bad("find_lr", "diverge", "must be a finite number > 0 or None", diverge))
