@@ -10,9 +10,9 @@ import pytest
 
 import lrkit
 from lrkit.errors import LabError
-from lrkit.lab.runner import members_of, study
-from lrkit.lab.studies import STUDIES, named_schedules, Plan
 from lrkit.lab.problems import get_problem
+from lrkit.lab.runner import members_of, study
+from lrkit.lab.studies import STUDIES, Plan, named_schedules
 
 
 def by_value(result: lrkit.lab.StudyResult) -> dict[str, dict[str, float]]:
@@ -32,12 +32,12 @@ def test_classic_lr_findings() -> None:
 
 
 def test_classic_momentum_finding() -> None:
-    rows = by_value(study("momentum", values=[0.0, 0.9], seeds=5))
-    assert rows["0.9"]["epochs_to_0.75"] * 3 < rows["0"]["epochs_to_0.75"]
+    rows = by_value(study("momentum", values=[0.0, 0.9], seeds=5, epochs=100))
+    assert rows["0.9"]["epochs_to_0.75"] * 2 < rows["0"]["epochs_to_0.75"]  # median epochs to 75% test accuracy
 
 
 def test_classic_patience_finding() -> None:
-    r = study("patience", values=[2, 15], seeds=5)
+    r = study("patience", values=[2, 15], seeds=5, epochs=100)
     rows = by_value(r)
     assert rows["2"]["final_lr"] < rows["15"]["final_lr"]
     assert rows["2"]["final_lr"] < 0.01  # the plateau really cut the lr
@@ -73,7 +73,7 @@ def test_batch_study_grows_the_batch_instead_of_decaying() -> None:
 
 
 def test_resume_after_interrupt_finishes_missing_members_only(tmp_path: Path) -> None:
-    kw = {"values": [0.1, 0.01, 0.001], "seeds": 2, "epochs": 3, "chunk": 2}
+    kw = {"values": [0.1, 0.01, 0.001], "seeds": 2, "epochs": 3, "chunk": 2, "report": False}
     calls: list[tuple[int, int]] = []
 
     def interrupt(done: int, total: int) -> None:
@@ -99,6 +99,7 @@ def test_resume_after_interrupt_finishes_missing_members_only(tmp_path: Path) ->
     assert calls[1] == (0, 18)
     with pytest.raises(LabError, match="another spec"):
         study("lr", out=tmp_path, **{**kw, "seeds": 3})
+    assert not list(tmp_path.glob("*.png"))  # report=False: the store only
 
 
 def test_outputs_and_self_contained_report(tmp_path: Path) -> None:
@@ -108,7 +109,7 @@ def test_outputs_and_self_contained_report(tmp_path: Path) -> None:
                 "patience-final.csv", "patience-records.csv", "patience-report.html"}  # fmt: skip
     assert expected <= names
     page = (tmp_path / "patience-report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == 4 and 'src="http' not in page
     assert len((tmp_path / "patience-records.csv").read_text().splitlines()) == 1 + 2 * 2 * 4
     assert r.plot_per_value("test_acc").axes[0].get_title() == "patience=2"
 
@@ -119,7 +120,7 @@ def test_regression_study_has_no_accuracy() -> None:
 
 
 def test_bad_study_input() -> None:
-    with pytest.raises(LabError, match="momentum, decay"):
+    with pytest.raises(LabError, match="'momentum', 'decay'"):
         study("learning_rate")
     with pytest.raises(LabError, match="values"):
         study("lr", values=["fast"])

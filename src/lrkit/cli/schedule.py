@@ -16,7 +16,9 @@ from lrkit.errors import ScheduleError, bad
 @click.option("--log", "log_scale", is_flag=True, help="Log-scale lr axis.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("schedules.png"), show_default=True)
 def schedule(specs: tuple[str, ...], steps: int, per_epoch: int | None, log_scale: bool, out: Path) -> None:
-    """Plot SPECS (e.g. "warmup(cosine(start=0.1, steps=900), steps=100)") to a PNG file.
+    """Plot schedules written as specs to an image file and print a few values.
+
+    Each SPEC is Python-like text, e.g. "warmup(cosine(start=0.1, steps=900), steps=100)".
 
     Example: lrkit schedule "one_cycle(peak=0.1, total_steps=1000)" "cosine(start=0.1, steps=1000)" --out s.png
     """

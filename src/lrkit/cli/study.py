@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
 
 
@@ -34,14 +35,19 @@ def split_values(text: str) -> list[str]:
 
 @click.command()
 @click.argument("name", type=click.Choice(list(STUDIES)))
-@click.option("--problem", default="blobs", show_default=True, help="A built-in problem (see lrkit.lab.PROBLEMS) or pkg.module:function.")
+@click.option("--problem", default="blobs", show_default=True, help=f"A built-in problem ({', '.join(PROBLEMS)}) or pkg.module:function.")
 @click.option("--values", "values_text", default=None, help="Comma-separated values to try (default: the study's classic set).")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds per value.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the problem's).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-out"), show_default=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-out"), show_default=True,
+    help="Directory for the store, figures, tables and HTML report.",
+)  # fmt: skip
 @click.option("--resume/--fresh", default=True, show_default=True, help="Finish a stored study in --out, or start over.")
 @click.option("--chunk", type=click.IntRange(min=1), default=100, show_default=True, help="Most members trained in one population.")
-@click.option("--order", type=click.Choice(["member", "shared"]), default="member", show_default=True, help="Minibatch order per seed or shared.")
+@click.option(
+    "--order", type=click.Choice(["member", "shared"]), default="member", show_default=True, help="Minibatch order per seed or shared."
+)
 @click.option("--device", default=None, help="Torch device to train on (default: cpu).")
 def study(
     name: str, problem: str, values_text: str | None, seeds: int, epochs: int | None, out: Path, resume: bool, chunk: int, order: str,
@@ -62,7 +68,9 @@ def study(
             result = run_study(name, problem, values, seeds, epochs, out, fresh=not resume, chunk=chunk, order=order, device=device,
                                progress=advance)  # fmt: skip
         except KeyboardInterrupt:
-            click.echo(f"interrupted: finished members are stored in {out / (name + '.sqlite')}; run the same command again to resume", err=True)
+            click.echo(
+                f"interrupted: finished members are stored in {out / (name + '.sqlite')}; run the same command again to resume", err=True
+            )
             raise SystemExit(130) from None
     _print_summary(result.summary())
     click.echo(f"wrote {out / (name + '-report.html')} (and figures, tables, {name}.sqlite) in {out}")

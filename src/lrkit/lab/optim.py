@@ -79,7 +79,14 @@ class Optim:
             raise LabError(bad("Optim", "centered", "must be a bool, True only for rmsprop", self.centered))
 
     def to_torch(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-        """The equivalent `torch.optim` optimizer (the standalone run a member reproduces)."""
+        """The equivalent `torch.optim` optimizer (the standalone run a member reproduces).
+
+        Example:
+            >>> import torch
+            >>> opt = Optim("adam", weight_decay=0.1).to_torch([torch.zeros(2, requires_grad=True)], lr=0.01)
+            >>> type(opt).__name__, opt.param_groups[0]["weight_decay"]
+            ('Adam', 0.1)
+        """
         import torch
 
         m, b2, eps, wd = self.momentum, self.beta2, self.eps, self.weight_decay
@@ -137,7 +144,15 @@ class BatchedOptimizer:
                 self.groups.append(_Group(family, index, [optims[i] for i in members], self.params, plain=plain))
 
     def step(self, grads: Sequence[torch.Tensor], lr: torch.Tensor, momentum: torch.Tensor) -> None:
-        """One update of every member with this step's per-member lr and momentum."""
+        """One update of every member with this step's per-member lr and momentum.
+
+        Example:
+            >>> import torch
+            >>> p = torch.ones(2, 1)
+            >>> BatchedOptimizer([p], [Optim("sgd")] * 2).step([torch.ones(2, 1)], lr=torch.tensor([0.5, 0.0]), momentum=torch.zeros(2))
+            >>> p.flatten().tolist()
+            [0.5, 1.0]
+        """
         import torch
 
         self.steps += 1
@@ -181,7 +196,7 @@ class _Group:
     def _shaped(self, values: Hyper, p: torch.Tensor) -> Hyper:
         """The hyperparameters shaped (P_g, 1, ...) to broadcast over parameter `p`."""
         shape = (-1,) + (1,) * (p.dim() - 1)
-        return {k: v.to(p.dtype).view(shape) for k, v in values.items()}
+        return {k: v.view(shape) for k, v in values.items()}
 
     def step(self, params: list[torch.Tensor], grads: Sequence[torch.Tensor], lr: torch.Tensor, mom: torch.Tensor, t: int) -> None:
         hp = {"lr": self._pick(lr).double()}
@@ -189,13 +204,16 @@ class _Group:
             hp["mom"] = self._pick(mom).double()
             hp["1-mom"] = 1 - hp["mom"]
         views: dict[tuple[Any, int], Hyper] = {}
+        rounded: dict[Any, Hyper] = {}  # hyperparameters in each parameter dtype, rounded once per step
         for p_all, g_all, state in zip(params, grads, self.state):
             p, g = self._pick(p_all), self._pick(g_all)
             key = (p.dtype, p.dim())
-            if key not in self._views:
-                self._views[key] = self._shaped(self.fixed, p)
             if key not in views:
-                views[key] = {**self._views[key], **self._shaped(hp, p)}
+                if p.dtype not in rounded:
+                    rounded[p.dtype] = {k: v.to(p.dtype) for k, v in hp.items()}
+                if key not in self._views:
+                    self._views[key] = self._shaped({k: v.to(p.dtype) for k, v in self.fixed.items()}, p)
+                views[key] = {**self._views[key], **self._shaped(rounded[p.dtype], p)}
             _UPDATES[self.family](self, p, g, state, views[key], {**self.fixed, **hp}, t)
             if self.index is not None:
                 p_all.index_copy_(0, self.index, p)

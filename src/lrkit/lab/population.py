@@ -82,12 +82,23 @@ class Member:
             raise LabError(bad("Member", "seed", "must be an integer", self.seed))
 
     def lr_values(self, steps: int) -> Array:
-        """The member's scheduled lr at steps 0..steps-1 (before any plateau scale)."""
+        """The member's scheduled lr at steps 0..steps-1 (before any plateau scale).
+
+        Example:
+            >>> import lrkit
+            >>> Member(lr=lrkit.linear(start=1.0, end=0.0, steps=4)).lr_values(3).tolist()
+            [1.0, 0.75, 0.5]
+        """
         schedule = self.lr if isinstance(self.lr, Schedule) else Constant(float(self.lr))
         return schedule.values(np.arange(steps))
 
     def momentum_values(self, steps: int) -> Array:
-        """The member's momentum (or beta1) at steps 0..steps-1."""
+        """The member's momentum (or beta1) at steps 0..steps-1.
+
+        Example:
+            >>> Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9)).momentum_values(2).tolist()
+            [0.9, 0.9]
+        """
         if self.momentum is not None:
             return self.momentum.values(np.arange(steps))
         return np.full(steps, float(self.optimizer.momentum or 0.0))
@@ -123,7 +134,13 @@ class PopulationResult:
 
     @property
     def diverged(self) -> npt.NDArray[np.bool_]:
-        """Whether each member diverged."""
+        """Whether each member diverged.
+
+        Example:
+            >>> from lrkit.lab.problems import get_problem
+            >>> train(get_problem("blobs"), [Member(lr=0.1), Member(lr=1e30)], epochs=1).diverged.tolist()
+            [False, True]
+        """
         return np.asarray(self.diverged_epoch > 0)
 
 
@@ -213,6 +230,7 @@ class _Run:
         self.plateau_states = [m.plateau.init() if m.plateau is not None else None for m in members]
         self.scale = np.ones(len(members))
         self.alive = torch.ones(len(members), dtype=torch.bool, device=self.device)
+        self.masking = self.device.type != "cpu"
         self.step = 0
         self.records: dict[str, list[Array]] = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "momentum")}
         self.diverged_epoch = np.zeros(len(members), dtype=np.int64)
@@ -231,32 +249,40 @@ class _Run:
         import torch
 
         x, y = self.data[0], self.data[1]
-        size, steps = self.sizes[epoch - 1], self.per_epoch[epoch - 1]
+        size, steps, n, members = self.sizes[epoch - 1], self.per_epoch[epoch - 1], len(self.data[0]), len(self.members)
         perms = self._orders()
-        # the plateau scale changes only between epochs: this epoch's lrs are one table slice
-        lrs = torch.tensor(self.lr_table[:, self.step : self.step + steps] * self.scale[:, None], dtype=torch.float64, device=self.device)
-        sums = torch.zeros(2, len(self.members), dtype=torch.float64, device=self.device)
+        # the plateau scale changes only between epochs: this epoch's lrs are one table slice, a row per step
+        lrs = torch.tensor((self.lr_table[:, self.step : self.step + steps] * self.scale[:, None]).T.copy(), device=self.device)
+        moms = self.momentum[:, self.step : self.step + steps].T.contiguous()
+        seen = torch.zeros(2, steps, members, device=self.device)  # per step: mean loss and hits of each member's minibatch
         for k in range(steps):
             idx = perms[:, k * size : (k + 1) * size]
-            sums += self._update(x[idx], y[idx], lrs[:, k], self.momentum[:, self.step])
+            self._update(x[idx], y[idx], lrs[k], moms[k], seen[:, k])
             self.step += 1
-        self._record(epoch, sums / len(x), lrs[:, -1])
+        weights = torch.full((steps,), float(size), dtype=torch.float64, device=self.device)
+        weights[-1] = n - size * (steps - 1)  # the last minibatch may be smaller
+        train = torch.stack([weights @ seen[0].double(), seen[1].double().sum(0)]) / n
+        self._record(epoch, train, lrs[-1])
 
-    def _update(self, xb: torch.Tensor, yb: torch.Tensor, lr: torch.Tensor, momentum: torch.Tensor) -> torch.Tensor:
-        """One minibatch update of every member; returns the summed loss and hits of the minibatch, (2, P)."""
+    def _update(self, xb: torch.Tensor, yb: torch.Tensor, lr: torch.Tensor, momentum: torch.Tensor, seen: torch.Tensor) -> None:
+        """One minibatch update of every member; writes each member's minibatch loss and hits into `seen` (2, P)."""
         import torch
 
-        out = self.model(xb)
-        losses = self.problem.loss(out, yb)
-        grads = torch.autograd.grad(losses.sum(), self.model.params)
-        # a member whose loss is not finite is frozen: zero gradient and zero lr from now on
-        self.alive &= torch.isfinite(losses)
-        keep = self.alive
-        grads = tuple(torch.where(keep.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for g in grads)
-        self.optimizer.step(grads, lr * keep, momentum)
+        losses, out, grads = self.model.loss_and_grads(self.problem, xb, yb)
+        total = losses.sum()
         with torch.no_grad():
-            hits = (out.argmax(-1) == yb).sum(-1) if self.problem.task == "classification" else torch.zeros_like(losses)
-            return torch.stack([losses.detach() * len(yb[0]), hits]).double()
+            seen[0].copy_(losses)
+            if self.problem.task == "classification":
+                seen[1].copy_((out.argmax(-1) == yb).sum(-1))
+            # on a CPU reading the summed loss is nearly free, so masking is skipped while every member is finite;
+            # elsewhere (where reading it would wait for the device) it always runs
+            if self.masking or not math.isfinite(float(total)):
+                self.masking = True
+                # a member whose loss is not finite is frozen: zero gradient and zero lr from now on
+                self.alive &= torch.isfinite(losses)
+                grads = list(torch.where(self.alive.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for g in grads)
+                lr = lr * self.alive
+        self.optimizer.step(grads, lr, momentum)
 
     def _record(self, epoch: int, train: torch.Tensor, lr: torch.Tensor) -> None:
         """Train metrics are the epoch's running means over its minibatches (as Keras reports them); test metrics a full pass."""

@@ -231,6 +231,7 @@ def _digits(seed: int) -> Arrays:
     return x_tr, y_tr, x_te, y_te
 
 
+@functools.lru_cache(maxsize=4)  # generation takes seconds; the MLP and CNN problems share the data
 def _mnist1d(seed: int) -> Arrays:
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -332,13 +333,13 @@ def _built_in(name: str, seed: int) -> Problem:
     target = torch.long if recipe.task == "classification" else torch.float32
 
     def inputs(x: npt.NDArray[Any]) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        t = torch.tensor(np.asarray(x, dtype=np.float32))
         return t.reshape(len(t), *recipe.shape) if recipe.shape else t
 
     return Problem(
         name=name, task=recipe.task,
-        x_train=inputs(x_tr), y_train=torch.as_tensor(y_tr).to(target),
-        x_test=inputs(x_te), y_test=torch.as_tensor(y_te).to(target),
+        x_train=inputs(x_tr), y_train=torch.tensor(y_tr, dtype=target),
+        x_test=inputs(x_te), y_test=torch.tensor(y_te, dtype=target),
         num_classes=recipe.num_classes, batch_size=recipe.batch_size, epochs=recipe.epochs, lr=recipe.lr, make_model=recipe.model,
     )  # fmt: skip
 

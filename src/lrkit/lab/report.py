@@ -97,7 +97,7 @@ def plot_per_value(result: StudyResult, column: str) -> Figure:
         ax.plot(epochs, np.nanmean(grid, axis=0) if np.isfinite(grid).any() else grid[0], color="C0", linewidth=2)
         ax.set_title(f"{result.spec['study']}={label}", fontsize="medium")
         ax.set_xlabel("epoch")
-        if column == "lr" and np.nanmin(grid) > 0:
+        if column == "lr" and np.nanmin(grid) > 0 and np.nanmax(grid) > 50 * np.nanmin(grid):  # log only where lrs span decades
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.axes[0].set_ylabel(TITLES[column])
@@ -137,7 +137,13 @@ def plot_sensitivity(result: StudyResult) -> Figure:
 
 
 def figures(result: StudyResult) -> dict[str, Figure]:
-    """The study's figures by file stem: the classic ones for its kind plus the sensitivity curve."""
+    """The study's figures by file stem: the classic ones for its kind plus the sensitivity curve.
+
+    Example:
+        >>> from lrkit.lab.runner import study
+        >>> sorted(figures(study("patience", values=[2], seeds=1, epochs=2)))
+        ['curves', 'loss', 'lr', 'sensitivity']
+    """
     figs = {"curves": plot_curves(result, "acc"), "loss": plot_curves(result, "loss"), "sensitivity": plot_sensitivity(result)}
     if result.spec["study"] in ("patience", "schedule", "decay", "batch"):
         figs["lr"] = plot_per_value(result, "lr")
@@ -159,7 +165,14 @@ def _fmt(v: Any) -> str:
 
 
 def save(result: StudyResult, out: Path) -> list[Path]:
-    """Write `{study}-*.png`, `{study}-records.csv`, `{study}-final.csv` and `{study}-report.html` into `out`."""
+    """Write `{study}-*.png`, `{study}-records.csv`, `{study}-final.csv` and `{study}-report.html` into `out`.
+
+    Example:
+        >>> import tempfile
+        >>> from lrkit.lab.runner import study
+        >>> [p.name for p in save(study("lr", values=[0.1], seeds=1, epochs=2), Path(tempfile.mkdtemp()))][-1]
+        'lr-report.html'
+    """
     out.mkdir(parents=True, exist_ok=True)
     name = result.spec["study"]
     written, images = [], {}

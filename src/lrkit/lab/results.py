@@ -46,17 +46,39 @@ class StudyResult:
 
     @property
     def values(self) -> list[str]:
-        """The value labels, in study order."""
+        """The value labels, in study order.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> r.values
+            ['0.1', '1e-06']
+        """
         return list(self.spec["values"])
 
     def to_pandas(self) -> pandas.DataFrame:
-        """The tidy table as a pandas DataFrame (one row per member and epoch)."""
+        """The tidy table as a pandas DataFrame (one row per member and epoch).
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> df = r.to_pandas()
+            >>> len(df), list(df.columns[:5])
+            (12, ['member', 'value', 'value_index', 'seed', 'epoch'])
+        """
         import pandas
 
         return pandas.DataFrame(self.table)
 
     def curves(self, metric: str) -> dict[str, npt.NDArray[np.float64]]:
-        """Per value label, the metric as a (seeds, epochs) array (NaN after a divergence)."""
+        """Per value label, the metric as a (seeds, epochs) array (NaN after a divergence).
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> r.curves("test_acc")["0.1"].shape
+            (2, 3)
+        """
         out = {}
         for label in self.values:
             rows = self.table["value"] == label
@@ -70,7 +92,14 @@ class StudyResult:
         return out
 
     def final(self) -> Columns:
-        """One entry per member: its value, seed, last-epoch metrics and whether it diverged."""
+        """One entry per member: its value, seed, last-epoch metrics and whether it diverged.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> r.final()["epoch"].tolist(), r.final()["seed"].tolist()
+            ([3, 3, 3, 3], [0, 1, 0, 1])
+        """
         last = np.zeros(len(self.table["member"]), dtype=bool)
         for m in np.unique(self.table["member"]):
             rows = np.flatnonzero(self.table["member"] == m)
@@ -78,7 +107,14 @@ class StudyResult:
         return {k: v[last] for k, v in self.table.items()}
 
     def capped_final_loss(self) -> npt.NDArray[np.float64]:
-        """Final test loss per member (in `final()` order), a diverged member counted at its initial loss (Wortsman et al. 2023)."""
+        """Final test loss per member (in `final()` order), a diverged member counted at its initial loss (Wortsman et al. 2023).
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> bool((r.capped_final_loss() > 0).all())
+            True
+        """
         final = self.final()
         loss: npt.NDArray[np.float64] = final["test_loss"].astype(np.float64)
         for i, m in enumerate(final["member"]):
@@ -87,7 +123,14 @@ class StudyResult:
         return loss
 
     def epochs_to(self, accuracy: float) -> npt.NDArray[np.float64]:
-        """Per member (in `final()` order), the first epoch with test accuracy >= `accuracy` (inf if never)."""
+        """Per member (in `final()` order), the first epoch with test accuracy >= `accuracy` (inf if never).
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> r.epochs_to(0.0).tolist(), r.epochs_to(1.01).tolist()
+            ([1.0, 1.0, 1.0, 1.0], [inf, inf, inf, inf])
+        """
         final = self.final()
         out = np.full(len(final["member"]), np.inf)
         for i, m in enumerate(final["member"]):
@@ -97,7 +140,14 @@ class StudyResult:
         return out
 
     def summary(self, threshold: float = 0.75) -> list[dict[str, Any]]:
-        """One row per value: seeds, diverged, mean and std of final accuracies and capped loss, median epochs to `threshold`."""
+        """One row per value: seeds, diverged, mean and std of final accuracies and capped loss, median epochs to `threshold`.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> [(row["value"], row["seeds"], row["diverged"]) for row in r.summary()]
+            [('0.1', 2, 0), ('1e-06', 2, 0)]
+        """
         final, loss, reach = self.final(), self.capped_final_loss(), self.epochs_to(threshold)
         rows = []
         for label in self.values:
@@ -112,25 +162,54 @@ class StudyResult:
 
     # -- figures (see lrkit.lab.report) ----------------------------------------------------------
     def plot_curves(self, metric: str = "acc") -> Figure:
-        """One subplot per value: train and test `metric` ("acc" or "loss") over epochs, mean ± std band over seeds."""
+        """One subplot per value: train and test `metric` ("acc" or "loss") over epochs, mean ± std band over seeds.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> len(r.plot_curves().axes)
+            2
+        """
         from lrkit.lab.report import plot_curves
 
         return plot_curves(self, metric)
 
     def plot_sensitivity(self) -> Figure:
-        """Final test loss against the value, mean and std error bars over seeds."""
+        """Final test loss against the value, mean and std error bars over seeds.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> r.plot_sensitivity().axes[0].get_xscale()
+            'log'
+        """
         from lrkit.lab.report import plot_sensitivity
 
         return plot_sensitivity(self)
 
     def plot_per_value(self, metric: str) -> Figure:
-        """One subplot per value: one column of the table (e.g. "lr", "train_loss") over epochs, every seed and the mean."""
+        """One subplot per value: one column of the table (e.g. "lr", "train_loss") over epochs, every seed and the mean.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> r.plot_per_value("lr").axes[0].get_ylabel()
+            'learning rate'
+        """
         from lrkit.lab.report import plot_per_value
 
         return plot_per_value(self, metric)
 
     def save(self, out: str | Path) -> list[Path]:
-        """Write the figures (PNG), the records and final tables (CSV) and one self-contained HTML report into `out`."""
+        """Write the figures (PNG), the records and final tables (CSV) and one self-contained HTML report into `out`.
+
+        Example:
+            >>> from lrkit.lab.runner import study
+            >>> r = study("lr", values=[0.1, 1e-6], seeds=2, epochs=3)
+            >>> import tempfile
+            >>> sorted(p.suffix for p in r.save(tempfile.mkdtemp()))
+            ['.csv', '.csv', '.html', '.png', '.png', '.png']
+        """
         from lrkit.lab.report import save
 
         return save(self, Path(out))

@@ -32,6 +32,7 @@ def study(
     out: str | Path | None = None,
     *,
     fresh: bool = False,
+    report: bool = True,
     chunk: int = 100,
     order: str = "member",
     device: Any = None,
@@ -51,6 +52,7 @@ def study(
         epochs: training budget (default: the problem's).
         out: a directory for the store, figures, tables and the HTML report; None writes nothing.
         fresh: discard a stored study in `out` and start over.
+        report: with `out`, also write the figures, tables and HTML report (else only the store).
         chunk: the most members trained in one population.
         order: "member" (each seed its own minibatch order) or "shared".
         device: where to train (default: the CPU).
@@ -80,7 +82,7 @@ def study(
         )
     finally:
         store.close()
-    if out is not None:
+    if out is not None and report:
         result.save(out)
     return result
 

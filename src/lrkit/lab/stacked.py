@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit.errors import LabError, bad
@@ -86,6 +86,7 @@ class StackedModel:
         self.layers = list(models[0].children()) if self.fast else []
         self.base = copy.deepcopy(models[0]).to("meta")
         self.base.train()
+        self.manual = self.fast and _hand_differentiable(models[0]) and type(problem).losses is _problem_losses()
 
     def __call__(self, x: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
         """Outputs (P, B, ...): `x` is (P, B, ...) per member, or (B, ...) seen by all members when `shared`."""
@@ -97,14 +98,75 @@ class StackedModel:
 
         weights = dict(zip(self.names, self.params))
         for i, layer in enumerate(self.layers):
+            # in place only on a Linear's fresh output (never the caller's input or another layer's output)
+            fresh = i > 0 and isinstance(self.layers[i - 1], nn.Linear)
             if isinstance(layer, nn.Linear):
                 w, b = weights[f"{i}.weight"].transpose(1, 2), weights.get(f"{i}.bias")
-                if x.dim() == 2:  # shared input: the same samples for every member
+                if x.dim() == 2:  # shared input: the same samples for every member (faster than one wide matrix product here)
                     x = x.expand(self.size, *x.shape)
                 x = torch.bmm(x, w) if b is None else torch.baddbmm(b.unsqueeze(1), x, w)
+            elif fresh and not torch.is_grad_enabled() and type(layer).__name__ in _ACTIVATIONS_IN_PLACE:  # evaluation: no new tensor
+                x = _ACTIVATIONS_IN_PLACE[type(layer).__name__](x)
             else:
                 x = layer(x)
         return x
+
+    def loss_and_grads(self, problem: Problem, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Each member's mean loss (P,), the outputs, and each parameter's gradient of the summed member losses.
+
+        Plain MLPs with ReLU / Tanh / Sigmoid differentiate by hand (the same formulas autograd
+        applies, without its bookkeeping: a cheaper step); any other model goes through autograd.
+
+        Example:
+            >>> import torch
+            >>> from lrkit.lab.problems import get_problem
+            >>> p = get_problem("blobs")
+            >>> m = StackedModel(p, [0, 1])
+            >>> x, y = p.x_train[:8].expand(2, 8, 2), p.y_train[:8].expand(2, 8)
+            >>> losses, _, grads = m.loss_and_grads(p, x, y)
+            >>> auto = torch.autograd.grad(p.loss(m(x), y).sum(), m.params)
+            >>> m.manual, all(torch.allclose(g, a, atol=1e-6) for g, a in zip(grads, auto))
+            (True, True)
+        """
+        import torch
+
+        if not self.manual:
+            out = self(x)
+            losses = problem.loss(out, y)
+            return losses, out, list(torch.autograd.grad(losses.sum(), self.params))
+        with torch.no_grad():
+            return self._by_hand(problem, x, y)
+
+    def _by_hand(self, problem: Problem, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        import torch
+        from torch import nn
+
+        weights = dict(zip(self.names, self.params))
+        inputs, outputs = [], []
+        a = x
+        for i, layer in enumerate(self.layers):
+            inputs.append(a)
+            if isinstance(layer, nn.Linear):
+                a = torch.baddbmm(weights[f"{i}.bias"].unsqueeze(1), a, weights[f"{i}.weight"].transpose(1, 2))
+            elif i > 0 and isinstance(self.layers[i - 1], nn.Linear):
+                # in place on a Linear's fresh output: the backward pass needs an activation's output, never its input
+                a = _ACTIVATIONS_IN_PLACE[type(layer).__name__](a)
+            else:
+                a = layer(a)
+            outputs.append(a)
+        losses, g = _loss_and_output_grad(problem, a, y)
+        grads: dict[str, torch.Tensor] = {}
+        first = min(i for i, layer in enumerate(self.layers) if isinstance(layer, nn.Linear))
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if isinstance(layer, nn.Linear):
+                grads[f"{i}.weight"] = torch.bmm(g.transpose(1, 2), inputs[i])
+                grads[f"{i}.bias"] = g.sum(1)
+                if i > first:
+                    g = torch.bmm(g, weights[f"{i}.weight"])
+            else:
+                g = _ACTIVATION_GRADS[type(layer).__name__](g, outputs[i])
+        return losses, a, [grads[n] for n in self.names]
 
     def _vmapped(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         from torch.func import functional_call, vmap
@@ -118,7 +180,15 @@ class StackedModel:
         return out
 
     def evaluate(self, problem: Problem, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member mean loss and accuracy (NaN for regression) over a whole data set, shape (P,) each."""
+        """Per-member mean loss and accuracy (NaN for regression) over a whole data set, shape (P,) each.
+
+        Example:
+            >>> from lrkit.lab.problems import get_problem
+            >>> p = get_problem("blobs")
+            >>> loss, acc = StackedModel(p, [0, 1]).evaluate(p, p.x_test, p.y_test)
+            >>> tuple(loss.shape), bool(((acc >= 0) & (acc <= 1)).all())
+            ((2,), True)
+        """
         import torch
 
         loss_sum = torch.zeros(self.size, dtype=torch.float64, device=x.device)
@@ -134,3 +204,78 @@ class StackedModel:
                     hits += (out.argmax(-1) == target).double().sum(-1)
         accuracy = hits / len(x) if problem.task == "classification" else torch.full_like(hits, float("nan"))
         return loss_sum / len(x), accuracy
+
+
+def _problem_losses() -> object:
+    from lrkit.lab.problems import Problem
+
+    return Problem.losses
+
+
+def _hand_differentiable(model: torch.nn.Module) -> bool:
+    """A plain MLP whose every Linear has a bias and whose activations have a known derivative."""
+    from torch import nn
+
+    return all(
+        (isinstance(m, nn.Linear) and m.bias is not None) or type(m).__name__ in _ACTIVATION_GRADS for m in model.children()
+    ) and any(isinstance(m, nn.Linear) for m in model.children())
+
+
+def _loss_and_output_grad(problem: Problem, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member mean loss and its gradient with respect to the outputs: (softmax - onehot) / B, or 2 (out - y) / B."""
+    import torch
+
+    batch = y.shape[-1]
+    if problem.task == "classification":
+        logp = torch.log_softmax(out, -1)
+        losses = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(-1)
+        g = logp.exp_().scatter_add_(-1, y.unsqueeze(-1), torch.full_like(logp[..., :1], -1.0)).div_(batch)
+        return losses, g
+    diff = (out.squeeze(-1) if out.dim() == y.dim() + 1 and out.shape[-1] == 1 else out) - y
+    return (diff * diff).mean(-1), (diff * (2.0 / batch)).reshape(out.shape)
+
+
+def _relu_grad(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    result: torch.Tensor = torch.ops.aten.threshold_backward(g, out, 0)
+    return result
+
+
+def _tanh_grad(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    result: torch.Tensor = torch.ops.aten.tanh_backward(g, out)
+    return result
+
+
+def _sigmoid_grad(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    result: torch.Tensor = torch.ops.aten.sigmoid_backward(g, out)
+    return result
+
+
+# activation class name -> gradient through it, from the gradient above and the activation's output (as autograd does)
+_ACTIVATION_GRADS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ReLU": _relu_grad,
+    "Tanh": _tanh_grad,
+    "Sigmoid": _sigmoid_grad,
+    "Identity": lambda g, out: g,
+}
+
+
+def _in_place(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    def apply(a: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = getattr(a, name)()
+        return result
+
+    return apply
+
+
+_ACTIVATIONS_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "ReLU": _in_place("relu_"),
+    "Tanh": _in_place("tanh_"),
+    "Sigmoid": _in_place("sigmoid_"),
+    "Identity": lambda a: a,
+}

@@ -83,11 +83,23 @@ class Store:
         self.spec = wanted
 
     def finished(self) -> set[int]:
-        """The study indices of the members already stored."""
+        """The study indices of the members already stored.
+
+        Example:
+            >>> Store(":memory:", {}).finished()
+            set()
+        """
         return {row[0] for row in self.db.execute("SELECT member FROM members")}
 
     def add(self, members: Sequence[MemberRow], metrics: dict[str, npt.NDArray[np.float64]], updates: npt.NDArray[np.int64]) -> None:
-        """Store finished members and their (members, epochs) metrics, all or nothing."""
+        """Store finished members and their (members, epochs) metrics, all or nothing.
+
+        Example:
+            >>> s = Store(":memory:", {})
+            >>> s.add([MemberRow(3, "0.1", 0, 3, 1.0, 0)], {k: np.zeros((1, 1)) for k in METRICS}, np.array([16]))
+            >>> s.finished()
+            {3}
+        """
         rows = []
         for i, m in enumerate(members):
             for e in range(len(updates)):
@@ -98,11 +110,26 @@ class Store:
             self.db.executemany(f"INSERT INTO records VALUES ({', '.join('?' * (3 + len(METRICS)))})", rows)
 
     def members(self) -> list[MemberRow]:
-        """All stored members, by study index."""
+        """All stored members, by study index.
+
+        Example:
+            >>> s = Store(":memory:", {})
+            >>> s.add([MemberRow(0, "0.1", 0, 0, 1.0, 2)], {k: np.zeros((1, 1)) for k in METRICS}, np.array([16]))
+            >>> s.members()[0].diverged_epoch
+            2
+        """
         return [MemberRow(*row) for row in self.db.execute("SELECT * FROM members ORDER BY member")]
 
     def records(self) -> dict[str, npt.NDArray[Any]]:
-        """Every stored row joined with its member, as columns (one entry per member and epoch)."""
+        """Every stored row joined with its member, as columns (one entry per member and epoch).
+
+        Example:
+            >>> s = Store(":memory:", {})
+            >>> s.add([MemberRow(0, "0.1", 0, 0, 1.0, 0)], {k: np.full((1, 2), np.nan) for k in METRICS}, np.array([16, 32]))
+            >>> r = s.records()
+            >>> r["epoch"].tolist(), r["test_loss"].tolist()
+            ([1, 2], [nan, nan])
+        """
         cols = ["member", "value", "value_index", "seed", "epoch", "updates", *METRICS, "diverged"]
         query = f"""SELECT r.member, m.value, m.value_index, m.seed, r.epoch, r.updates, {", ".join("r." + k for k in METRICS)},
                     m.diverged_epoch > 0 AND r.epoch >= m.diverged_epoch
@@ -113,7 +140,11 @@ class Store:
         return {c: np.asarray(v, dtype=kinds.get(c, np.int64)) for c, v in zip(cols, columns)}
 
     def close(self) -> None:
-        """Close the database file."""
+        """Close the database file.
+
+        Example:
+            >>> Store(":memory:", {}).close()
+        """
         self.db.close()
 
 

@@ -31,17 +31,26 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The training budget a study's members are built for."""
+    """The training budget a study's members are built for.
+
+    Example:
+        >>> from lrkit.lab.problems import get_problem
+        >>> plan = Plan(get_problem("blobs"), 200)
+        >>> plan.steps_per_epoch, plan.total_steps
+        (16, 3200)
+    """
 
     problem: Problem
     epochs: int
 
     @property
     def steps_per_epoch(self) -> int:
+        """Minibatches per epoch at the problem's batch size (the last one may be smaller)."""
         return math.ceil(len(self.problem.x_train) / self.problem.batch_size)
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps over the whole budget."""
         return self.epochs * self.steps_per_epoch
 
 
@@ -63,7 +72,12 @@ class StudyDef:
     batches: Callable[[Any, Plan], list[int] | None] = lambda value, plan: None
 
     def label(self, value: Any) -> str:
-        """The value as written in tables and legends."""
+        """The value as written in tables and legends.
+
+        Example:
+            >>> STUDIES["lr"].label(1e-05), STUDIES["optimizer"].label("adam")
+            ('1e-05', 'adam')
+        """
         return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -117,7 +131,7 @@ def named_schedules(plan: Plan) -> dict[str, sch.Schedule]:
         "step": sch.step_decay(start=lr, factor=0.5, every=max(1, t // 4)),
         "exponential": sch.exponential(start=lr, rate=0.01, every=t),
         "cosine": sch.cosine(start=lr, steps=t),
-        "sgdr": sch.sgdr(start=lr, first_cycle=max(1, t // 7), cycle_mult=2.0),
+        "sgdr": sch.sgdr(start=lr, first_cycle=math.ceil(t / 7), cycle_mult=2.0),  # cycles of 1/7, 2/7, 4/7: no restart at the end
         "cyclic-triangular": sch.cyclic(low=low, high=lr, half_cycle=half),
         "cyclic-triangular2": sch.cyclic(low=low, high=lr, half_cycle=half, mode="triangular2"),
         "cyclic-exp_range": sch.cyclic(low=low, high=lr, half_cycle=half, mode="exp_range", gamma=0.01 ** (1 / t)),
