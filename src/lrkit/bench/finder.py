@@ -180,10 +180,19 @@ def run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
     """Grid, finders and suggested lrs for one (problem, optimizer, seed); a JSON-ready record."""
     import torch
 
-    from lrkit.lab.problems import get_problem
-
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # tiny weights at tiny lrs would otherwise run at denormal (10-100x slower) speed
+    try:
+        return _run_cell(cell, config)
+    finally:  # process-wide settings: a cell run in the caller's process must not leak them
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+def _run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
+    from lrkit.lab.problems import get_problem
+
     name, optimizer, seed = cell
     problem = get_problem(name, seed=seed)
     epochs = config.epochs(name)
