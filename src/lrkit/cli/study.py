@@ -87,9 +87,9 @@ class _progress:
         self.task = self.bar.add_task(name, total=None)
 
     def __enter__(self) -> Any:
-        self.bar.start()
-
         def advance(done: int, total: int) -> None:
+            # drawn from the first report on, so a bad argument fails before any bar appears
+            self.bar.start()
             self.bar.update(self.task, completed=done, total=total)
 
         return advance
