@@ -12,9 +12,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from lrkit._lazy import lazy_attributes
 from lrkit.errors import (
     ControlError,
     DivergenceError,
@@ -66,12 +64,7 @@ _LAZY = {
 _SUBPACKAGES = ("analysis", "control", "lab", "landscape", "plot", "torch", "schedules")
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"lrkit.{name}")
-    raise AttributeError(f"module 'lrkit' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, _SUBPACKAGES)
 
 
 __all__ = [

@@ -16,8 +16,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lrkit._lazy import lazy_attributes
 
 _LAZY = {
     "Surface": "surfaces",
@@ -52,10 +51,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"lrkit.landscape.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'lrkit.landscape' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()})
 
 
 __all__ = sorted(_LAZY)
