@@ -116,6 +116,12 @@ def test_shared_order_uses_the_data_seed() -> None:
     assert_member_matches(get_problem("moons"), members, epochs=2, order="shared", data_seed=7)
 
 
+def test_members_sharing_a_seed_each_match_their_standalone_run() -> None:
+    # one data order and one initialization are drawn per distinct seed and shared by its members
+    members = [Member(lr=lr, seed=s) for s in (3, 0) for lr in (0.05, 0.01)] + [Member(lr=0.02, seed=3)]
+    assert_member_matches(get_problem("blobs"), members, epochs=2)
+
+
 def test_vmapped_path_matches_for_a_cnn() -> None:
     p = get_problem("digits_cnn")
     # digits' exact zeros make max-pool ties, whose gradient either implementation may route to a different (equally valid) input

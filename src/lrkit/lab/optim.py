@@ -237,18 +237,19 @@ def _with_decay(grp: _Group, p: torch.Tensor, g: torch.Tensor, v: Hyper) -> torc
 def _sgd(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
     g = _with_decay(grp, p, g, v)
     if grp.plain:
-        p.sub_(v["lr"] * g)
+        # one fused pass, no temporary (x lr, subtract)
+        p.addcmul_(v["lr"], g, value=-1)
         return
     # torch starts the buffer at the first gradient; mom * 0 + g is the same value
     buf = s["buf"].mul_(v["mom"]).add_(g)
     d = g + v["mom"] * buf if grp.family == "nesterov" else buf
-    p.sub_(v["lr"] * d)
+    p.addcmul_(v["lr"], d, value=-1)
 
 
 def _adagrad(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
     g = _with_decay(grp, p, g, v)
     total = s["sum"].addcmul_(g, g)
-    p.sub_(v["lr"] * (g / total.sqrt().add_(v["eps"])))
+    p.addcmul_(v["lr"], g / total.sqrt().add_(v["eps"]), value=-1)
 
 
 def _rmsprop(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
@@ -264,7 +265,7 @@ def _rmsprop(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, 
     buf = s["buf"].mul_(v["mom"]).add_(g / avg)
     # torch uses the momentum buffer only when momentum > 0; with momentum 0 the buffer *is* g / avg
     step = torch.where(v["mom"] > 0, buf, g / avg)
-    p.sub_(v["lr"] * step)
+    p.addcmul_(v["lr"], step, value=-1)
 
 
 def _adam(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp: Hyper, t: int) -> None:
@@ -280,7 +281,7 @@ def _adam(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp:
     correction2_sqrt = (1 - hp["beta2"] ** t).sqrt()
     step_size = (hp["lr"] / correction1).to(p.dtype).view(shape)
     denom = (sq.sqrt() / correction2_sqrt.to(p.dtype).view(shape)).add_(v["eps"])
-    p.sub_(step_size * (m / denom))
+    p.addcmul_(step_size, m / denom, value=-1)
 
 
 _UPDATES = {"sgd": _sgd, "nesterov": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}

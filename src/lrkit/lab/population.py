@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from lrkit.errors import LabError, bad
 from lrkit.lab.optim import Optim
+from lrkit.lab.stacked import predicted
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.shapes import Constant
 
@@ -197,6 +198,11 @@ def _batch_sizes(problem: Problem, batch_size: int | Sequence[int] | None, epoch
     return sizes
 
 
+def _rows(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """`data[idx]` for a (P, B) index: one `index_select` of the flat index, several times faster than advanced indexing."""
+    return data.index_select(0, idx.reshape(-1)).view(*idx.shape, *data.shape[1:])
+
+
 class _Run:
     """The state of one population run: stacked weights, optimizer, schedules, controllers, records."""
 
@@ -226,7 +232,10 @@ class _Run:
         free = (momentum == 0).all(axis=1).tolist()
         self.optimizer = BatchedOptimizer(self.model.params, [m.optimizer for m in members], momentum_free=free)
         seeds = [data_seed] if order == "shared" else [m.seed for m in members]
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        # one generator per distinct seed: members sharing a seed share its data order, drawn once per epoch
+        distinct = {s: k for k, s in enumerate(dict.fromkeys(seeds))}
+        self.generators = [torch.Generator().manual_seed(s) for s in distinct]
+        self.order_of = torch.tensor([distinct[s] for s in seeds], device=self.device).expand(len(members))
         self.plateau_states = [m.plateau.init() if m.plateau is not None else None for m in members]
         self.scale = np.ones(len(members))
         self.alive = torch.ones(len(members), dtype=torch.bool, device=self.device)
@@ -242,7 +251,7 @@ class _Run:
 
         n = len(self.problem.x_train)
         perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
-        return perms.expand(len(self.members), n) if self.order == "shared" else perms
+        return perms[self.order_of]
 
     def train_epoch(self, epoch: int) -> None:
         """All minibatch updates of one epoch, then the evaluation, the records and the plateau updates."""
@@ -257,7 +266,7 @@ class _Run:
         seen = torch.zeros(2, steps, members, device=self.device)  # per step: mean loss and hits of each member's minibatch
         for k in range(steps):
             idx = perms[:, k * size : (k + 1) * size]
-            self._update(x[idx], y[idx], lrs[k], moms[k], seen[:, k])
+            self._update(_rows(x, idx), _rows(y, idx), lrs[k], moms[k], seen[:, k])
             self.step += 1
         weights = torch.full((steps,), float(size), dtype=torch.float64, device=self.device)
         weights[-1] = n - size * (steps - 1)  # the last minibatch may be smaller
@@ -273,7 +282,7 @@ class _Run:
         with torch.no_grad():
             seen[0].copy_(losses)
             if self.problem.task == "classification":
-                seen[1].copy_((out.argmax(-1) == yb).sum(-1))
+                seen[1].copy_((predicted(out) == yb).sum(-1))
             # on a CPU reading the summed loss is nearly free, so masking is skipped while every member is finite;
             # elsewhere (where reading it would wait for the device) it always runs
             if self.masking or not math.isfinite(float(total)):
