@@ -114,11 +114,24 @@ def test_sgdr_far_cycles_stay_exact() -> None:
     np.testing.assert_allclose(s.values([b - 1 for b in boundaries]), last_of_cycle, rtol=1e-9)
 
 
+def test_sgdr_with_thousands_of_cycles_matches_the_slow_walk() -> None:
+    # past a few thousand cycles the lookup table gives way to the logarithm: both must give the same numbers
+    s = lrkit.sgdr(start=0.2, first_cycle=1, cycle_mult=1.0005, end=0.01, peak_decay=0.9999)
+    steps = sorted({0, 1, 2, 9, 5000, 5001, 99_999, *range(40_000, 100_000, 1_217)})
+    want = [sgdr_reference(t, 0.2, 1, 1.0005, 0.01, 0.9999) for t in steps]
+    np.testing.assert_allclose(s.values(steps), want, rtol=1e-9)
+    near = [t for t in steps if t < 2000]  # alone, these few cycles go through the table
+    assert s.values(near).tolist() == s.values(steps)[: len(near)].tolist()
+
+
 def test_cyclic_three_modes() -> None:
     tri = lrkit.cyclic(low=0.1, high=0.5, half_cycle=4)
     assert_values(tri, {0: 0.1, 1: 0.2, 2: 0.3, 4: 0.5, 6: 0.3, 8: 0.1, 12: 0.5, 10**6: 0.1})
     tri2 = lrkit.cyclic(low=0.1, high=0.5, half_cycle=4, mode="triangular2")
     assert_values(tri2, {4: 0.5, 12: 0.1 + 0.4 / 2, 20: 0.1 + 0.4 / 4, 18: 0.1 + 0.2 / 4, 8 * 2000 + 4: 0.1})
+    # halving keeps going into subnormal numbers, then holds at exactly `low`
+    deep = lrkit.cyclic(low=0.0, high=1.0, half_cycle=1, mode="triangular2")
+    assert deep.values([1, 3, 2049, 2 * 1200 + 1, 10**12 + 1]).tolist() == [1.0, 0.5, 2.0**-1024, 0.0, 0.0]
     exp = lrkit.cyclic(low=0.1, high=0.5, half_cycle=4, mode="exp_range", gamma=0.99)
     assert_values(exp, {0: 0.1, 2: 0.1 + 0.2 * 0.99**2, 4: 0.1 + 0.4 * 0.99**4, 12: 0.1 + 0.4 * 0.99**12})
 

@@ -14,6 +14,7 @@ from lrkit.schedules.base import Schedule, register
 from lrkit.schedules.shapes import anneal_cos, anneal_poly
 
 Array = npt.NDArray[np.float64]
+_SGDR_TABLE = 4096  # SGDR: up to this many cycles, steps find theirs in a table
 
 
 @register("sgdr")
@@ -47,27 +48,51 @@ class SGDR(Schedule):
         self._set("end", _check.non_negative(self.name, "end", self.end))
         self._set("peak_decay", _check.positive(self.name, "peak_decay", self.peak_decay))
 
-    def _cycles(self, t: Array) -> tuple[Array, Array, Array]:
-        """Index of each step's cycle, the cycle's start and its length."""
-        first, m = float(self.first_cycle), self.cycle_mult
+    def _cycles(self, t: Array) -> tuple[Array, Array, Array, Array]:
+        """Each step's cycle start, cycle length and cycle peak; `t` itself as float (the time within a cycle needs it)."""
+        first, m, t = float(self.first_cycle), self.cycle_mult, t.astype(np.float64, copy=False)
         if m == 1.0:
             i = np.floor(t / first)
-            return i, i * first, np.full_like(t, first)
-        # a huge cycle_mult overflows only cycles that no step reaches; capping the estimate keeps it finite
+            peak = self.start * np.power(self.peak_decay, i) if self.peak_decay != 1.0 else np.float64(self.start)
+            return t, i * first, np.float64(first), peak
+        count = int(self._estimate(t.max(initial=0.0))) + 2
+        if count <= _SGDR_TABLE:
+            # few cycles (any real run): look each step up in a table of them, cheaper than a log and powers per step
+            table = self._cycle(np.arange(count, dtype=np.float64))
+            i = np.searchsorted(table[0], t, side="right") - 1
+            return t, table[0][i], table[1][i], table[2][i]
+        # the logarithm can land one cycle off at exact boundaries: correct it
+        i = self._estimate(t)
+        i = np.where(self._cycle(i)[0] > t, i - 1, i)
+        i = np.where(self._cycle(i + 1)[0] <= t, i + 1, i)
+        return (t, *self._cycle(i))
+
+    def _estimate(self, t: Array) -> Array:
+        """The cycle holding step t by logarithm, possibly one off at a boundary (capping keeps a huge cycle_mult finite)."""
+        first, m = float(self.first_cycle), self.cycle_mult
         with np.errstate(over="ignore"):
-            i = np.floor(np.log1p(np.minimum(t / first * (m - 1.0), 1e300)) / np.log(m))
-            begin = first * (m**i - 1.0) / (m - 1.0)
-            # the logarithm can land one cycle off at exact boundaries: correct it
-            i = np.where(begin > t, i - 1, i)
-            nxt = first * (m ** (i + 1) - 1.0) / (m - 1.0)
-            i = np.where(nxt <= t, i + 1, i)
+            cycle: Array = np.floor(np.log1p(np.minimum(t / first * (m - 1.0), 1e300)) / np.log(m))
+        return cycle
+
+    def _cycle(self, i: Array) -> tuple[Array, Array, Array]:
+        """Start, length and peak of cycles `i` (cycle_mult > 1; overflowing cycles start at inf)."""
+        first, m = float(self.first_cycle), self.cycle_mult
+        with np.errstate(over="ignore"):
             power = m**i
-        return i, first * (power - 1.0) / (m - 1.0), first * power
+        return first * (power - 1.0) / (m - 1.0), first * power, self.start * np.power(self.peak_decay, i)
 
     def _values(self, t: Array) -> Array:
-        i, begin, span = self._cycles(t)
-        peak = self.start * np.power(self.peak_decay, i)
-        return self.end + (peak - self.end) * (1.0 + np.cos(np.pi * (t - begin) / span)) / 2.0
+        t, begin, span, peak = self._cycles(t)
+        # end + (peak - end) * (1 + cos(pi * (t - begin) / span)) / 2, in place: a million steps make no temporaries
+        x = np.subtract(t, begin)
+        x *= np.pi
+        x /= span
+        np.cos(x, out=x)
+        x += 1.0
+        x *= peak - self.end
+        x /= 2.0
+        x += self.end
+        return x
 
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -106,10 +131,12 @@ class Cyclic(Schedule):
         period = 2.0 * self.half_cycle
         cycle = np.floor(1.0 + t / period)
         x = 1.0 + t / period - cycle
-        height = (self.high - self.low) * np.where(x <= 0.5, x / 0.5, (x - 1.0) / (0.5 - 1.0))
+        # torch's x / 0.5 up the triangle and (x - 1) / (0.5 - 1) down it, exactly: both are scalings by 2
+        height = (self.high - self.low) * np.minimum(2.0 * x, 2.0 * (1.0 - x))
         if self.mode == "triangular2":
-            with np.errstate(over="ignore"):  # 2**cycle overflows after ~1000 cycles: the amplitude is then 0
-                height = height / np.power(2.0, cycle - 1.0)
+            # halving per cycle from a table of 2**-k: exactly height / 2**(cycle - 1); past 1100 halvings every double is 0
+            halvings = np.minimum(cycle - 1.0, 1100.0).astype(np.intp)
+            height = height * np.ldexp(1.0, -np.arange(int(halvings.max(initial=0)) + 1))[halvings]
         elif self.mode == "exp_range":
             height = height * np.power(self.gamma, t)
         return self.low + height
