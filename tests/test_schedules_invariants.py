@@ -177,6 +177,9 @@ def test_values_equal_per_step_calls(name: str) -> None:
         # order and repetition of the steps asked for do not change the answers
         shuffled = np.array([401, 0, 401, 7, 10**6, 2])
         assert s.values(shuffled).tolist() == [s(int(t)) for t in shuffled]
+        # any shape of steps, a single number included, gives values of that shape
+        assert s.values(7).shape == () and s.values(7).tolist() == s(7)
+        assert s.values(shuffled.reshape(2, 3)).tolist() == s.values(shuffled).reshape(2, 3).tolist()
 
     _check_all(name, check)
 

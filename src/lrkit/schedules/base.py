@@ -80,6 +80,10 @@ class Schedule:
             [1.0, 1.0, 0.5, 0.5, 0.25]
         """
         t = as_steps(steps, f"{self.name}.values")
+        return self._at(t.reshape(-1)).reshape(t.shape)  # shapes compute on 1-D arrays (in place, where they can)
+
+    def _at(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """`values` on steps already checked (a combinator's inner schedule: no second pass over a million steps)."""
         out = np.asarray(self._values(t), dtype=np.float64)
         # a shape may compute a scalar (e.g. a constant); callers always get one value per step
         return out if out.shape == t.shape else np.broadcast_to(out, t.shape).copy()
@@ -182,7 +186,7 @@ class Scaled(Schedule):
         self._set("factor", _check.non_negative(self.name, "factor", self.factor))
 
     def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return self.factor * self.schedule.values(t)
+        return self.factor * self.schedule._at(t)
 
     def __repr__(self) -> str:
         return f"{self.factor!r} * {_operand(self.schedule)}"
@@ -209,7 +213,7 @@ class Product(Schedule):
         schedule_field(self.name, "right", self.right)
 
     def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return self.left.values(t) * self.right.values(t)
+        return self.left._at(t) * self.right._at(t)
 
     def __repr__(self) -> str:
         return f"{self.left!r} * {_operand(self.right)}"

@@ -43,7 +43,7 @@ class Warmup(Schedule):
     def _values(self, t: Array) -> Array:
         target = self.schedule(0)
         ramp = self.start + (target - self.start) * t / self.steps
-        return np.where(t < self.steps, ramp, self.schedule.values(np.maximum(t - self.steps, 0.0)))
+        return np.where(t < self.steps, ramp, self.schedule._at(np.maximum(t - self.steps, 0.0)))
 
 
 @register("join")
@@ -77,7 +77,7 @@ class Join(Schedule):
         for i, (s, b) in enumerate(zip(self.schedules, starts)):
             mine = index == i
             if np.any(mine):
-                out[mine] = s.values(t[mine] - b)
+                out[mine] = s._at(t[mine] - b)
         return out
 
 
@@ -106,7 +106,7 @@ class Clip(Schedule):
                 raise ScheduleError(bad(self.name, "low", f"must be <= high ({self.high})", self.low))
 
     def _values(self, t: Array) -> Array:
-        return np.clip(self.schedule.values(t), self.low, self.high)
+        return np.clip(self.schedule._at(t), self.low, self.high)
 
 
 @register("per_epoch")
@@ -130,4 +130,4 @@ class PerEpoch(Schedule):
         self._set("steps_per_epoch", _check.integer(self.name, "steps_per_epoch", self.steps_per_epoch))
 
     def _values(self, t: Array) -> Array:
-        return self.schedule.values(np.floor(t / self.steps_per_epoch))
+        return self.schedule._at(np.floor(t / self.steps_per_epoch))

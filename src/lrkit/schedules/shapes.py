@@ -28,8 +28,15 @@ def anneal_poly(start: float, end: float, progress: Array, power: float = 1.0) -
 
 def anneal_cos(start: float, end: float, progress: Array) -> Array:
     """Half cosine from `start` (p = 0) to `end` (p = 1)."""
+    # end + (start - end) * (1 + cos(pi * p)) / 2 in place on the clipped copy: no temporaries over a million steps
     p = np.clip(progress, 0.0, 1.0)
-    return end + (start - end) * (1.0 + np.cos(np.pi * p)) / 2.0
+    p *= np.pi
+    np.cos(p, out=p)
+    p += 1.0
+    p *= start - end
+    p /= 2.0
+    p += end
+    return p
 
 
 @register("constant")
