@@ -4,7 +4,8 @@ The plain loop is what a tutorial writes: one model, one torch.optim.SGD, a Data
 (shuffled), and the train/test loss and accuracy recorded after every epoch. A second plain loop slices
 minibatches by index instead of a DataLoader (the fastest honest single-run loop). Plain runs are slow, so
 only `--plain-runs` of the 80 are timed and the per-run time is extrapolated to 80 (the output says so).
-Scaling: the same study with 8 members (one seed) against 800 members (100 seeds), same code path and settings.
+Scaling: the same study with 8 members (one seed) against 800 members (100 seeds), same code path and settings,
+alternated `--repeats` times (the fastest run of each size counts).
 
     .venv/bin/python bench/study_speed.py [--epochs 200] [--plain-runs 2] [--big 800] [--threads N]
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--plain-runs", type=int, default=2, help="plain runs actually timed (of len(LRS) * seeds; 0 skips them)")
     parser.add_argument("--big", type=int, default=800, help="members of the scaling run (0 skips it)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each size in the scaling comparison (the fastest counts)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads for every run (default: torch's own)")
     args = parser.parse_args()
     if args.threads:
@@ -112,15 +114,19 @@ def main() -> None:
               f"timed {args.plain_runs} of {runs} runs, extrapolated to {runs}: {wall * runs:.1f} s")  # fmt: skip
         print(f"  speed-up of the population: {wall * runs / pop[0]:.1f}x wall, {cpu * runs / pop[1]:.1f}x cpu   (target >= 30x)")
     if args.big:
-        scaling(problem, args.big, args.epochs, steps)
+        scaling(problem, args.big, args.epochs, steps, args.repeats)
 
 
-def scaling(problem: Problem, big: int, epochs: int, steps: int) -> None:
-    """The same study with 8 members and with `big` members, run back to back (the small one twice: the faster counts)."""
-    small = min(timed(population(problem, 1, epochs)) for _ in range(2))
-    large = timed(population(problem, big // len(LRS), epochs))
+def scaling(problem: Problem, big: int, epochs: int, steps: int, repeats: int = 2) -> None:
+    """The same study with 8 members and with `big` members, alternated `repeats` times: the fastest run of each counts."""
+    runs: dict[int, list[tuple[float, float]]] = {1: [], big // len(LRS): []}
+    for _ in range(repeats):
+        for seeds, times in runs.items():  # alternating, so a slow spell of the machine hits both sizes alike
+            times.append(timed(population(problem, seeds, epochs)))
+    small, large = (min(times) for times in runs.values())
     for name, members, (wall, cpu) in ((f"{len(LRS)} members", len(LRS), small), (f"{big} members", big, large)):
-        print(f"scaling, {name}: wall {wall:.2f} s, cpu {cpu:.2f} s, {wall / (members * steps) * 1e6:.2f} us per member-step (wall)")
+        print(f"scaling, {name}: wall {wall:.2f} s, cpu {cpu:.2f} s, {wall / (members * steps) * 1e6:.2f} us per member-step "
+              f"(wall, best of {repeats})")  # fmt: skip
     print(f"  {big} members cost {large[0] / small[0]:.1f}x wall ({large[1] / small[1]:.1f}x cpu) what {len(LRS)} cost, "
           f"for {big // len(LRS)}x the members   (target < 10x)")  # fmt: skip
 
