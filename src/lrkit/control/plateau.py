@@ -51,7 +51,8 @@ class Plateau:
     improves when `metric < best * (1 - threshold)` ("rel") or `metric < best - threshold`
     ("abs") in mode "min" (mirrored in mode "max"); after more than `patience` evaluations
     without improvement the lr becomes `max(lr * factor, min_lr)` (unless that changes it
-    by no more than `eps`), then `cooldown` evaluations are ignored.
+    by no more than `eps`), then `cooldown` evaluations are ignored. Keras' ReduceLROnPlateau
+    acts one evaluation sooner (after `patience` bad ones): Keras' `patience=p` is `patience=p - 1` here.
 
     `factor > 1` makes the lr *rise* when progress stalls, bounded by `max_lr`
     (required then). `min_lr` / `max_lr` bound the first group's lr at the moment of a
