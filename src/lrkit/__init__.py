@@ -20,9 +20,11 @@ from lrkit.errors import (
     LabError,
     LandscapeError,
     LrkitError,
+    LrkitTypeError,
     LrkitValueError,
     ScheduleError,
 )
+from lrkit.optim import Optim
 from lrkit.schedules import (
     Schedule,
     clip,
@@ -61,7 +63,7 @@ _LAZY = {
     "LRFinderResult": "lrkit.torch.finder",
     "plot_schedule": "lrkit.plot",
 }
-_SUBPACKAGES = ("analysis", "control", "lab", "landscape", "plot", "torch", "schedules")
+_SUBPACKAGES = ("analysis", "control", "lab", "landscape", "optim", "plot", "protocols", "torch", "schedules", "validate")
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY, _SUBPACKAGES)
@@ -78,8 +80,10 @@ __all__ = [
     "LandscapeError",
     "LearningRateMonitor",
     "LrkitError",
+    "LrkitTypeError",
     "LrkitValueError",
     "Monitor",
+    "Optim",
     "Plateau",
     "Schedule",
     "ScheduleError",

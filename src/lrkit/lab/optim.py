@@ -1,6 +1,6 @@
 """Optimizers for a population: torch.optim's update rules on stacked parameters, per-member hyperparameters.
 
-Every parameter tensor of a population has a leading member axis. One `Optim`
+Every parameter tensor of a population has a leading member axis. One `lrkit.Optim`
 describes one member's optimizer (a family and torch.optim's defaults for it);
 `BatchedOptimizer` updates all members at once, each family on its members,
 with a per-member lr and momentum (or Adam's beta1) at every step. The formulas
@@ -18,95 +18,14 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit.errors import LabError, bad
-from lrkit.schedules import _check
+from lrkit.optim import FAMILIES, Optim
 
 if TYPE_CHECKING:
     import torch
-
-# family -> torch.optim defaults: (momentum or beta1, beta2 or alpha, eps, weight_decay)
-DEFAULTS: dict[str, tuple[float, float, float, float]] = {
-    "sgd": (0.0, 0.0, 0.0, 0.0),
-    "nesterov": (0.9, 0.0, 0.0, 0.0),
-    "adagrad": (0.0, 0.0, 1e-10, 0.0),
-    "rmsprop": (0.0, 0.99, 1e-8, 0.0),
-    "adam": (0.9, 0.999, 1e-8, 0.0),
-    "adamw": (0.9, 0.999, 1e-8, 1e-2),
-}
-FAMILIES: tuple[str, ...] = tuple(DEFAULTS)
-
-
-@dataclasses.dataclass(frozen=True)
-class Optim:
-    """One member's optimizer: a family and its hyperparameters (None: torch.optim's default).
-
-    Args:
-        family: "sgd", "nesterov" (SGD with Nesterov momentum), "adagrad", "rmsprop", "adam" or "adamw".
-        momentum: SGD / Nesterov / RMSprop momentum, or Adam's `beta1`.
-        beta2: Adam's `beta2`, or RMSprop's `alpha`.
-        eps: the denominator's epsilon (AdaGrad, RMSprop, Adam).
-        weight_decay: L2 added to the gradient; decoupled for AdamW.
-        centered: RMSprop's centered variant.
-
-    Example:
-        >>> Optim("adamw")
-        Optim(family='adamw', momentum=0.9, beta2=0.999, eps=1e-08, weight_decay=0.01, centered=False)
-        >>> type(Optim("nesterov").to_torch([__import__("torch").zeros(1, requires_grad=True)], lr=0.1)).__name__
-        'SGD'
-    """
-
-    family: str = "sgd"
-    momentum: float | None = None
-    beta2: float | None = None
-    eps: float | None = None
-    weight_decay: float | None = None
-    centered: bool = False
-
-    def __post_init__(self) -> None:
-        if self.family not in DEFAULTS:
-            raise LabError(bad("Optim", "family", f"must be one of {list(FAMILIES)}", self.family))
-        for field, default in zip(("momentum", "beta2", "eps", "weight_decay"), DEFAULTS[self.family]):
-            value = getattr(self, field)
-            value = default if value is None else _checked(field, value)
-            object.__setattr__(self, field, value)
-        if self.family == "nesterov" and not self.momentum:
-            raise LabError(bad("Optim", "momentum", "must be > 0 for Nesterov momentum", self.momentum))
-        if not isinstance(self.centered, bool) or (self.centered and self.family != "rmsprop"):
-            raise LabError(bad("Optim", "centered", "must be a bool, True only for rmsprop", self.centered))
-
-    def to_torch(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-        """The equivalent `torch.optim` optimizer (the standalone run a member reproduces).
-
-        Example:
-            >>> import torch
-            >>> opt = Optim("adam", weight_decay=0.1).to_torch([torch.zeros(2, requires_grad=True)], lr=0.01)
-            >>> type(opt).__name__, opt.param_groups[0]["weight_decay"]
-            ('Adam', 0.1)
-        """
-        import torch
-
-        m, b2, eps, wd = self.momentum, self.beta2, self.eps, self.weight_decay
-        assert m is not None and b2 is not None and eps is not None and wd is not None  # set in __post_init__
-        if self.family in ("sgd", "nesterov"):
-            return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=self.family == "nesterov", weight_decay=wd)
-        if self.family == "adagrad":
-            return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=wd)
-        if self.family == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, alpha=b2, eps=eps, weight_decay=wd, momentum=m, centered=self.centered)
-        kind = torch.optim.Adam if self.family == "adam" else torch.optim.AdamW
-        return kind(params, lr=lr, betas=(m, b2), eps=eps, weight_decay=wd)
-
-
-def _checked(field: str, value: Any) -> float:
-    number = _check.non_negative("Optim", field, value)
-    if field in ("momentum", "beta2") and number >= 1:
-        raise LabError(bad("Optim", field, "must be in [0, 1)", value))
-    return number
-
 
 class BatchedOptimizer:
     """Update stacked parameters in place, each member by its own family and hyperparameters.
@@ -285,3 +204,6 @@ def _adam(grp: _Group, p: torch.Tensor, g: torch.Tensor, s: Hyper, v: Hyper, hp:
 
 
 _UPDATES = {"sgd": _sgd, "nesterov": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam, "adamw": _adam}
+
+
+__all__ = ["FAMILIES", "BatchedOptimizer", "Optim"]  # Optim is lrkit.optim.Optim, re-exported for the lab

@@ -1,0 +1,98 @@
+"""The one save/load convention of lrkit's result objects (torch-free).
+
+Every result (the range test's, a study's, a trajectory, a search) is plain data with
+`to_dict()` / `from_dict(d)`; this mixin adds the rest on top, the same everywhere:
+`to_json(path=None)` returns the JSON text (and writes it when given a path),
+`from_json(text)` reads it, `load(path)` reads a file. JSON has no NaN or inf:
+`finite_or_none` writes them as null and `nan_if_none` reads null back as NaN.
+
+Example:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Point(JsonResult):
+    ...     x: float
+    ...     def to_dict(self): return {"x": finite_or_none(self.x)}
+    ...     @classmethod
+    ...     def from_dict(cls, d): return cls(nan_if_none(d["x"]))
+    >>> Point.from_json(Point(float("nan")).to_json()).x
+    nan
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from lrkit.errors import LrkitValueError, bad
+
+R = TypeVar("R", bound="JsonResult")
+
+
+class JsonResult:
+    """`to_json` / `from_json` / `load` for a class that defines `to_dict` and `from_dict`.
+
+    `error` is the class raised for a file that is missing or not this result's JSON.
+
+    Example:
+        >>> issubclass(JsonResult, object)
+        True
+    """
+
+    error: ClassVar[type[LrkitValueError]] = LrkitValueError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        raise NotImplementedError
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text; also written to `path` (its folder created) when given."""
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        if path is not None:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls: type[R], text: str) -> R:
+        """The result from `to_json`'s text (use `load` for a file)."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as e:
+            why = f"must be the JSON of a {cls.__name__} ({e})"
+            raise cls.error(bad(f"{cls.__name__}.from_json", "text", why, str(text)[:40])) from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        """The result saved with `to_json(path)`."""
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise cls.error(bad(f"{cls.__name__}.load", "path", f"must be a readable file ({e.strerror})", str(path))) from None
+        return cls.from_json(text)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float for JSON: None stands for NaN and infinities.
+
+    Example:
+        >>> finite_or_none(float("inf")), finite_or_none(2)
+        (None, 2.0)
+    """
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def nan_if_none(value: Any) -> float:
+    """The float that `finite_or_none` wrote (None reads as NaN).
+
+    Example:
+        >>> nan_if_none(None)
+        nan
+    """
+    return math.nan if value is None else float(value)
