@@ -11,6 +11,7 @@ Prints seconds per 1000 steps and the overhead ratio; the target is < 5%.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ import torch
 
 import lrkit
 from lrkit.lab.problems import get_problem
+from lrkit.torch.data import MinibatchOrder
 
 Setup = Callable[[], tuple[torch.nn.Module, torch.Tensor, torch.Tensor, Callable[..., torch.Tensor]]]
 
@@ -41,9 +43,10 @@ def larger() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, Callable[...,
 def run(setup: Setup, steps: int, variant: str) -> float:
     torch.manual_seed(0)
     model, x, y, loss_fn = setup()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = lrkit.Optim("sgd", momentum=0.9).to_torch(model.parameters(), lr=0.01)
     guard = lrkit.Guard(model, opt) if variant != "plain" else None
-    batches = torch.randint(0, len(x), (steps, 32), generator=torch.Generator().manual_seed(1))
+    order = MinibatchOrder(len(x), seed=1)  # lrkit's one minibatch order, epoch after epoch, for `steps` steps
+    batches = list(itertools.islice(itertools.chain.from_iterable(order.epoch(32) for _ in itertools.count()), steps))
     start = time.process_time()  # CPU time of this process: less sensitive to other processes than wall time
     for idx in batches:
         opt.zero_grad()

@@ -39,8 +39,7 @@ def timed_steps(opt: torch.optim.Optimizer, sched: LRScheduler, n: int) -> int:
 
 def step_costs(steps: int) -> tuple[float, float]:
     """Median ns per step() of lrkit's Scheduler and torch's OneCycleLR, over alternating blocks."""
-    ours_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(8))], lr=PEAK)
-    theirs_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(8))], lr=PEAK)
+    ours_opt, theirs_opt = (lrkit.Optim("sgd").to_torch([torch.nn.Parameter(torch.zeros(8))], lr=PEAK) for _ in range(2))
     ours = lrkit.Scheduler(ours_opt, lr=lrkit.one_cycle(peak=PEAK, total_steps=steps))
     theirs = OneCycleLR(theirs_opt, max_lr=PEAK, total_steps=steps, cycle_momentum=False)
     per_block_ours, per_block_theirs = [], []

@@ -30,6 +30,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lrkit.lab.population import Member, train
 from lrkit.lab.problems import Problem, get_problem
+from lrkit.optim import Optim
+from lrkit.torch.data import MinibatchOrder
 
 LRS = tuple(10.0**-k for k in range(8))
 
@@ -51,7 +53,7 @@ def evaluate(problem: Problem, model: torch.nn.Module) -> tuple[float, float, fl
 
 
 def tutorial_run(problem: Problem, lr: float, seed: int, epochs: int) -> None:
-    """The per-run loop a tutorial writes, with a DataLoader."""
+    """The per-run loop a tutorial writes, with a DataLoader (plain torch on purpose: it is what the population is measured against)."""
     torch.manual_seed(seed)
     model = problem.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -65,15 +67,13 @@ def tutorial_run(problem: Problem, lr: float, seed: int, epochs: int) -> None:
 
 
 def tight_run(problem: Problem, lr: float, seed: int, epochs: int) -> None:
-    """The same loop with minibatches sliced by index (no DataLoader)."""
+    """The same loop with minibatches sliced by index in lrkit's one order (no DataLoader)."""
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    n = len(problem.x_train)
+    opt = Optim("sgd").to_torch(model.parameters(), lr=lr)
+    order = MinibatchOrder(len(problem.x_train), seed)
     for _ in range(epochs):
-        perm = torch.randperm(n)
-        for k in range(0, n, 32):
-            idx = perm[k : k + 32]
+        for idx in order.epoch(32):
             opt.zero_grad()
             F.cross_entropy(model(problem.x_train[idx]), problem.y_train[idx]).backward()
             opt.step()

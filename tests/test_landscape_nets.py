@@ -114,7 +114,9 @@ def test_small_lr_finds_a_sharper_minimum_than_large_lr_on_blobs() -> None:
         (lambda m: pca_path([m, m]), "at least 3"),
         (lambda m: pca_path([m, m, m]), "no extent"),
         (lambda m: mean_loss(m, nn.functional.mse_loss, []), "at least one sample"),
-        (lambda m: train_with_checkpoints(get_problem("blobs"), float("nan")), "finite number > 0"),
+        (lambda m: train_with_checkpoints(get_problem("blobs"), float("nan")), "'lr' must be finite"),
+        (lambda m: train_with_checkpoints(get_problem("blobs"), 0.1, momentum=1.0), "'momentum' must lie in [0, 1)"),
+        (lambda m: train_with_checkpoints(get_problem("blobs"), 0.1, epochs=0), "'epochs' must be a positive integer"),
     ],
 )
 def test_bad_input_raises_landscape_error(call: object, fragment: str) -> None:
@@ -122,3 +124,26 @@ def test_bad_input_raises_landscape_error(call: object, fragment: str) -> None:
     with pytest.raises(LandscapeError) as e:
         call(model)  # type: ignore[operator]
     assert fragment in str(e.value)
+
+
+def test_train_with_checkpoints_is_plain_momentum_sgd_in_lrkits_minibatch_order() -> None:
+    prob = get_problem("blobs")
+    model, path = train_with_checkpoints(prob, 0.05, epochs=2, momentum=0.9, seed=3)
+    # the plain torch loop: one randperm per epoch from a generator seeded with `seed`, consecutive slices, the partial one kept
+    torch.manual_seed(3)
+    ref = prob.make_model()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(3)
+    for epoch in range(2):
+        for idx in torch.split(torch.randperm(len(prob.x_train), generator=gen), prob.batch_size):
+            opt.zero_grad()
+            prob.loss(ref(prob.x_train[idx]), prob.y_train[idx]).backward()
+            opt.step()
+        assert all(torch.equal(path[epoch + 1][k], v) for k, v in ref.state_dict().items())
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref.parameters()))
+
+
+def test_a_model_of_the_wrong_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module") as e:
+        slice_1d("model", nn.functional.mse_loss, (torch.zeros(2, 2), torch.zeros(2, 1)))  # type: ignore[arg-type]
+    assert isinstance(e.value, LandscapeError)

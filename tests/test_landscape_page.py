@@ -55,6 +55,15 @@ def test_page_trajectory_is_descend_with_the_scaled_schedule() -> None:
     np.testing.assert_array_equal(t.points, ref.points)
     # the momentum slider means nothing to plain SGD and AdaGrad
     assert page_trajectory({**settings, "optimizer": "adagrad"}).momentum is None
+    heavy = page_trajectory({**settings, "optimizer": "momentum"})
+    assert heavy.optim == lrkit.Optim("sgd", momentum=0.5) and heavy.optimizer == "momentum"
+
+
+def test_the_page_reads_each_menu_labels_hyperparameters_from_its_optim() -> None:
+    optims = page_data(steps=10)["optims"]
+    assert list(optims) == list(page_data(steps=10)["optimizers"])
+    assert lrkit.Optim.from_dict(optims["momentum"]) == lrkit.Optim("sgd", momentum=0.9)
+    assert (optims["adamw"]["weight_decay"], optims["rmsprop"]["beta2"], optims["adagrad"]["eps"]) == (1e-2, 0.99, 1e-10)
 
 
 def test_write_page_and_bad_input(tmp_path: Path) -> None:
@@ -63,7 +72,7 @@ def test_write_page_and_bad_input(tmp_path: Path) -> None:
         write_page(tmp_path / "p.txt")
     with pytest.raises(LandscapeError, match="integer in"):
         page_html(steps=0)
-    with pytest.raises(LandscapeError, match="constant, cosine"):
+    with pytest.raises(LandscapeError, match="'constant', 'cosine'"):
         page_schedule("triangle", 10)
     with pytest.raises(LandscapeError, match="lacks"):
         page_trajectory({"surface": "saddle"})

@@ -68,7 +68,9 @@ def test_surfaces_round_trip_through_their_dict() -> None:
 @pytest.mark.parametrize(
     ("call", "fragment"),
     [
-        (lambda: get_surface("sphere"), "quadratic, rosenbrock, beale, himmelblau, saddle, rastrigin"),
+        (lambda: get_surface("sphere"), "'quadratic', 'rosenbrock', 'beale', 'himmelblau', 'saddle', 'rastrigin'"),
+        (lambda: quadratic(eigenvalues=[]), "non-empty"),
+        (lambda: quadratic(eigenvalues="1,2"), "must be a list"),
         (lambda: quadratic(0.5), "must be >= 1"),
         (lambda: quadratic(float("inf")), "finite"),
         (lambda: quadratic(eigenvalues=[1.0, -2.0]), "> 0"),

@@ -6,7 +6,9 @@ at α = 2/(λmin + λmax) the rate is (κ − 1)/(κ + 1).  Heavy ball: converge
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,14 +183,16 @@ def test_runs_in_float32_on_the_points_device() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"lr": 0.0}, "'lr' must be a finite number > 0"),
-        ({"lr": -1e-3}, "'lr' must be a finite number > 0"),
-        ({"lr": float("nan")}, "'lr' must be a finite number > 0"),
-        ({"lr": float("inf")}, "'lr' must be a finite number > 0"),
+        ({"lr": 0.0}, "'lr' must be > 0"),
+        ({"lr": -1e-3}, "'lr' must be > 0"),
+        ({"lr": float("nan")}, "'lr' must be finite"),
+        ({"lr": float("inf")}, "'lr' must be finite"),
         ({"lr": lrkit.constant(0.0)}, "not all 0"),
         ({"start": [1.0, 2.0, 3.0]}, "must be a point with 2 coordinates"),
-        ({"start": [1.0, float("nan")]}, "finite numbers"),
-        ({"optimizer": "lbfgs"}, "sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw"),
+        ({"start": [1.0, float("nan")]}, "'start' must be finite"),
+        ({"optimizer": "lbfgs"}, "'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw'"),
+        ({"optimizer": "nesterov", "momentum": 0.0}, "> 0 for nesterov"),
+        ({"seed": -1}, "'seed'"),
         ({"optimizer": "adagrad", "momentum": 0.9}, "no momentum"),
         ({"momentum": 1.0}, "[0, 1)"),
         ({"steps": 0}, "positive integer"),
@@ -200,3 +204,76 @@ def test_bad_input_raises_landscape_error(kwargs: dict[str, object], fragment: s
     with pytest.raises(LandscapeError) as e:
         descend("rosenbrock", **args)  # type: ignore[arg-type]
     assert fragment in str(e.value) and "descend" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"optimizer": 3}, "an lrkit.Optim or an optimizer"),
+        ({"lr": [0.1]}, "'lr' must be a number"),
+        ({"steps": 2.0}, "'steps' must be a positive integer"),
+        ({"start": "1,2"}, "'start' must be a list"),
+        ({"momentum": "0.9"}, "'momentum' must be a number"),
+    ],
+)
+def test_wrong_types_are_type_errors_and_landscape_errors(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(TypeError) as e:
+        descend("rosenbrock", **{"optimizer": "sgd", **kwargs})  # type: ignore[arg-type]
+    assert isinstance(e.value, LandscapeError) and fragment in str(e.value) and "descend" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [(name, "sgd(momentum=0.9)" if name == "momentum" else name) for name in OPTIMIZERS],
+)
+def test_each_name_is_the_lrkit_optim_of_the_same_name_with_the_same_points(name: str, spec: str) -> None:
+    by_name = descend("beale", name, lr=1e-3, steps=15)
+    by_spec = descend("beale", lrkit.Optim.parse(spec), lr=1e-3, steps=15)
+    assert by_name.optim == lrkit.Optim.parse(spec) and by_name.optimizer == name
+    np.testing.assert_array_equal(by_name.points, by_spec.points)
+
+
+def test_the_landscape_defaults_are_torchs_hyperparameters() -> None:
+    # the names meant these torch optimizers before lrkit.Optim: heavy ball 0.9, nesterov 0.9, AdamW's decay 1e-2, no momentum else
+    expected = {"sgd": (0.0, None), "momentum": (0.9, None), "nesterov": (0.9, None), "adagrad": (None, None),
+                "rmsprop": (0.0, 0.99), "adam": (0.9, 0.999), "adamw": (0.9, 0.999)}  # fmt: skip
+    for name, (momentum, beta2) in expected.items():
+        t = descend("quadratic", name, lr=0.01, steps=1)
+        assert t.momentum == momentum, name
+        if beta2 is not None:
+            assert t.optim.beta2 == beta2, name
+    assert descend("quadratic", "adamw", steps=1).optim.weight_decay == 1e-2
+    assert descend("quadratic", "adam", steps=1).optim.weight_decay == 0.0
+
+
+def test_a_text_spec_and_the_momentum_argument() -> None:
+    spec = descend(BOWL, "sgd(momentum=0.5)", lr=0.2, steps=40, start=X0)
+    np.testing.assert_allclose(spec.points, _heavy_ball(0.2, 0.5, 40), rtol=1e-10, atol=1e-12)
+    overridden = descend(BOWL, "momentum", lr=0.2, momentum=0.5, steps=40, start=X0)
+    np.testing.assert_array_equal(overridden.points, spec.points)
+    assert (overridden.optimizer, overridden.momentum, spec.optimizer) == ("momentum", 0.5, "sgd(momentum=0.5)")
+    decayed = descend(BOWL, "adam(weight_decay=0.1)", lr=1e-3, steps=1, start=X0)
+    # Adam's L2 decay adds wd·x to the gradient; the first step is still lr·sign(g) with g = λx + wd·x
+    np.testing.assert_allclose(decayed.points[1], np.asarray(X0) - 1e-3 * np.sign(X0), rtol=1e-6)
+
+
+def test_trajectory_follows_the_one_save_convention(tmp_path: Path) -> None:
+    t = descend("himmelblau", "sgd(momentum=0.5)", lr=0.01, steps=10)
+    text = t.to_json(tmp_path / "t.json")
+    assert json.loads(text)["optim"] == {"family": "sgd", "momentum": 0.5, "beta2": 0.0, "eps": 0.0, "weight_decay": 0.0,
+                                         "centered": False}  # fmt: skip
+    for back in (Trajectory.from_json(text), Trajectory.load(tmp_path / "t.json"), Trajectory.load(t.save(tmp_path / "s.json"))):
+        np.testing.assert_array_equal(back.points, t.points)
+        assert (back.optim, back.optimizer, back.momentum) == (t.optim, "sgd(momentum=0.5)", 0.5)
+    with pytest.raises(LandscapeError, match="readable file"):
+        Trajectory.load(tmp_path / "missing.json")
+    with pytest.raises(LandscapeError, match="lacks"):
+        Trajectory.from_dict({"surface": t.surface.to_dict()})
+
+
+def test_files_written_before_lrkit_optim_still_load() -> None:
+    t = descend("saddle", "momentum", lr=0.01, momentum=0.8, steps=3)
+    old = {k: v for k, v in t.to_dict().items() if k != "optim"}  # what `save` wrote then: the name and the momentum
+    back = Trajectory.from_dict(old)
+    assert back.optim == lrkit.Optim("sgd", momentum=0.8) and back.optimizer == "momentum"
+    assert Trajectory.from_dict({**old, "optimizer": "adagrad", "momentum": None}).optim == lrkit.Optim("adagrad")

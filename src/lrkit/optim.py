@@ -245,11 +245,11 @@ class Optim:
         return cls(family, momentum=float(g["betas"][0]), beta2=float(g["betas"][1]), eps=float(g["eps"]), weight_decay=wd)
 
 
-def parse_list(text: str, func: str = "parse_list", param: str = "optimizer") -> list[Optim]:
-    """Comma-separated specs, commas inside parentheses kept: `"sgd,sgd(momentum=0.9),adam"`.
+def split_specs(text: str) -> list[str]:
+    """Comma-separated items, commas inside parentheses kept, blanks dropped.
 
     Example:
-        >>> [o.spec for o in parse_list("sgd, sgd(momentum=0.9, weight_decay=0.1), adam")]
+        >>> split_specs("sgd, sgd(momentum=0.9, weight_decay=0.1), adam")
         ['sgd', 'sgd(momentum=0.9, weight_decay=0.1)', 'adam']
     """
     parts, depth, current = [], 0, ""
@@ -261,7 +261,17 @@ def parse_list(text: str, func: str = "parse_list", param: str = "optimizer") ->
         else:
             current += ch
     parts.append(current)
-    items = [p.strip() for p in parts if p.strip()]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_list(text: str, func: str = "parse_list", param: str = "optimizer") -> list[Optim]:
+    """The `Optim`s of comma-separated specs (`split_specs`): `"sgd,sgd(momentum=0.9),adam"`.
+
+    Example:
+        >>> [o.spec for o in parse_list("sgd, sgd(momentum=0.9, weight_decay=0.1), adam")]
+        ['sgd', 'sgd(momentum=0.9, weight_decay=0.1)', 'adam']
+    """
+    items = split_specs(text)
     if not items:
         validate.fail(func, param, f"must name at least one optimizer ({HELP})", text, LabError)
     return [Optim.of(p, func, param) for p in items]

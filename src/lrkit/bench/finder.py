@@ -6,7 +6,8 @@ One `lrkit.find_lr` run gives every rule's suggestion; the installed
 `torch_lr_finder.LRFinder` gives its own (the steepest-gradient point its
 `plot(suggest_lr=True)` computes: that method is called, on an off-screen axis).
 Each suggestion is trained for the same budget, from the same initial weights and
-data order. regret = loss(suggested) / loss(grid best) - 1.
+data order. regret = loss(suggested) / loss(grid best) - 1. The "sgd" cells run momentum SGD and the "adam" cells
+Adam (`OPTIMS`, `lrkit.Optim`s); the minibatches are lrkit's one order (`lrkit.torch.data`, the partial batch kept).
 
 Run with `lrkit bench finder` or `python bench/finder_quality.py`.
 
@@ -29,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrkit.errors import LabError, bad
+from lrkit import validate
+from lrkit.errors import LabError
+from lrkit.optim import Optim
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 # about 300-500 updates each, a short but complete training run.
 EPOCHS = {"blobs": 30, "moons": 30, "circles": 30, "digits": 12, "digits_cnn": 8, "mnist1d": 10, "mnist1d_cnn": 8,
           "regression": 30, "sequence": 25}  # fmt: skip
-GRIDS = {"sgd": (-3.0, 1.0), "adam": (-4.0, 0.0)}  # log10 lr range of the grid, per optimizer
+GRIDS = {"sgd": (-3.0, 1.0), "adam": (-4.0, 0.0)}  # log10 lr range of the grid, per optimizer (a key of OPTIMS)
 OPTIMIZERS = tuple(GRIDS)
 TLF = "torch-lr-finder"
 
@@ -85,37 +88,30 @@ class Config:
         """Reject unknown names and sizes before any work starts."""
         from lrkit.lab.problems import PROBLEMS
 
+        func = "bench finder"
         for p in self.problems:
-            if p not in PROBLEMS:
-                raise LabError(bad("bench finder", "problems", f"must be built-in problems {list(PROBLEMS)}", p))
+            validate.choice(func, "problems", p, LabError, tuple(PROBLEMS))
         for o in self.optimizers:
-            if o not in GRIDS:
-                raise LabError(bad("bench finder", "optimizers", f"must be among {list(GRIDS)}", o))
-        if self.grid_points < 2 or self.finder_steps < 10 or self.workers < 1 or not self.seeds:
-            raise LabError(bad("bench finder", "config", "needs grid_points >= 2, finder_steps >= 10, workers >= 1, a seed", self))
+            validate.choice(func, "optimizers", o, LabError, OPTIMIZERS)
+        validate.integer(func, "grid_points", self.grid_points, LabError, minimum=2)
+        validate.integer(func, "finder_steps", self.finder_steps, LabError, minimum=10)
+        validate.integer(func, "workers", self.workers, LabError)
+        if not self.seeds:
+            validate.fail(func, "seeds", "must hold at least one seed", self.seeds, LabError)
+        for seed in self.seeds:
+            validate.seed(func, "seeds", seed, LabError)
 
 
 # -- training ------------------------------------------------------------------------------------------
-def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum 0.9, or Adam with its defaults."""
-    import torch
-
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    return torch.optim.Adam(params, lr=lr)
+# The benchmark's two optimizers: its "sgd" cells have always been momentum SGD (spelled out, as lrkit.Optim reads "sgd" as torch's)
+OPTIMS = {"sgd": Optim("sgd", momentum=0.9), "adam": Optim("adam")}
 
 
-def epoch_batches(problem: Problem, seed: int, epochs: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled minibatches of `epochs` epochs, the order fixed by `seed` (the same for every lr)."""
-    import torch
+def batches(problem: Problem, seed: int, epochs: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The minibatches of `epochs` epochs in lrkit's one order for `seed` (the same for every lr; the partial batch kept)."""
+    from lrkit.torch.data import epoch_batches
 
-    gen = torch.Generator().manual_seed(seed)
-    n, b = len(problem.x_train), problem.batch_size
-    out = []
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        out += [(problem.x_train[order[i : i + b]], problem.y_train[order[i : i + b]]) for i in range(0, n - b + 1, b)]
-    return out
+    return list(epoch_batches(problem.x_train, problem.y_train, problem.batch_size, seed, epochs))
 
 
 def train(problem: Problem, optimizer: str, lr: float, seed: int, epochs: int) -> float:
@@ -124,8 +120,8 @@ def train(problem: Problem, optimizer: str, lr: float, seed: int, epochs: int) -
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = make_optimizer(optimizer, model.parameters(), lr)
-    for x, y in epoch_batches(problem, seed, epochs):
+    opt = OPTIMS[optimizer].to_torch(model.parameters(), lr)
+    for x, y in batches(problem, seed, epochs):
         loss = problem.loss(model(x), y)
         if not torch.isfinite(loss):
             return math.inf
@@ -146,8 +142,8 @@ def lrkit_suggestions(problem: Problem, optimizer: str, seed: int, steps: int) -
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = make_optimizer(optimizer, model.parameters(), 1e-3)
-    result = find_lr(model, opt, problem.loss, epoch_batches(problem, seed + 1000, 1), steps=steps)
+    opt = OPTIMS[optimizer].to_torch(model.parameters(), 1e-3)
+    result = find_lr(model, opt, problem.loss, batches(problem, seed + 1000, 1), steps=steps)
     return dict(result.suggestions), {"lrs": result.lrs, "losses": result.to_dict()["losses"], "stop": result.stop_reason}
 
 
@@ -161,7 +157,7 @@ def tlf_suggestion(problem: Problem, optimizer: str, seed: int, steps: int) -> f
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = make_optimizer(optimizer, model.parameters(), 1e-7)
+    opt = OPTIMS[optimizer].to_torch(model.parameters(), 1e-7)
     loader = DataLoader(TensorDataset(problem.x_train, problem.y_train), batch_size=problem.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed + 1000))  # fmt: skip
     finder = LRFinder(model, opt, problem.loss)
@@ -192,6 +188,7 @@ def run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
 
 def _run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
     from lrkit.lab.problems import get_problem
+    from lrkit.torch.data import steps_per_epoch
 
     name, optimizer, seed = cell
     problem = get_problem(name, seed=seed)
@@ -208,7 +205,7 @@ def _run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
     for lr in suggestions.values():
         if lr is not None and lr not in trained:
             trained[lr] = grid[lr] if lr in grid else train(problem, optimizer, lr, seed, epochs)
-    steps_per_run = len(epoch_batches(problem, seed, epochs))
+    steps_per_run = epochs * steps_per_epoch(len(problem.x_train), problem.batch_size)
     return {
         "problem": name, "optimizer": optimizer, "seed": seed, "epochs": epochs,
         "grid": [[lr, _json_loss(v)] for lr, v in grid.items()],

@@ -7,16 +7,14 @@ lrkit landscape net --problem blobs --out DIR
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from lrkit.errors import LandscapeError, bad
-
-if TYPE_CHECKING:
-    from lrkit.schedules.base import Schedule
+from lrkit import validate
+from lrkit.errors import LandscapeError
+from lrkit.optim import HELP
 
 OUT = click.Path(file_okay=False, path_type=Path)
 
@@ -63,7 +61,7 @@ def _write_page(html: Path, steps: int) -> None:
     "--optimizer",
     default="sgd,momentum,adam",
     show_default=True,
-    help="Comma-separated: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.",
+    help=f"Comma-separated; each {HELP}, or 'momentum' (heavy-ball SGD: sgd(momentum=0.9)).",
 )
 @click.option("--lr", "lrs", default=None, help="Comma-separated step sizes (default: the surface's).")
 @click.option(
@@ -72,7 +70,7 @@ def _write_page(html: Path, steps: int) -> None:
     show_default=True,
     help="A page kind (constant, cosine, step_decay, ...) or a spec with peak 1, scaled by each --lr.",
 )
-@click.option("--momentum", type=float, default=None, help="Momentum / Adam's beta1 (default: per optimizer).")
+@click.option("--momentum", type=float, default=None, help="Momentum / Adam's beta1, replacing each optimizer's own.")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--start", default=None, help="Start point 'x,y' (default: the surface's).")
 @click.option("--noise", type=float, default=0.0, show_default=True, help="Std of Gaussian gradient noise (mini-batch model).")
@@ -89,33 +87,24 @@ def surface(
 
     Example: lrkit landscape surface --surface rosenbrock --optimizer sgd,adam --lr 1e-3,1e-2 --out DIR
     """
-    from lrkit.landscape.figures import plot_trajectories, save_gif
+    from lrkit.landscape.studies import save_surface_study, surface_runs
     from lrkit.landscape.surfaces import check_grid, get_surface
-    from lrkit.landscape.trajectory import OPTIMIZERS, check_lr, descend
+    from lrkit.landscape.trajectory import landscape_optims
 
+    func = "lrkit landscape surface"
     surf = get_surface(surface)
-    check_grid("lrkit landscape surface", "--resolution", resolution, resolution)
-    names = _split(optimizer, "--optimizer", str)
-    for name in names:
-        if name not in OPTIMIZERS:
-            raise LandscapeError(bad("lrkit landscape surface", "--optimizer", f"must name optimizers among {', '.join(OPTIMIZERS)}", name))
-    rates = [check_lr("lrkit landscape surface", "--lr", v) for v in _split(lrs, "--lr", float)] if lrs else [surf.lr]
-    shape = _shape(schedule, steps)
+    check_grid(func, "--resolution", resolution, resolution)
+    optims = landscape_optims(optimizer, func, "--optimizer")
+    rates = _rates(lrs, func)
     x0 = _split(start, "--start", float) if start else None
-    jobs = [(name, lr) for name in names for lr in rates]
-    runs = []
-    for name, lr in _progress(jobs, f"{surf.name}: trajectories"):
-        runs.append(descend(surf, name, lr * shape, steps=steps, start=x0, momentum=momentum, noise=noise, seed=seed))
-    out.mkdir(parents=True, exist_ok=True)
-    png = out / f"{surf.name}.png"
-    plot_trajectories(surf, runs, resolution=resolution, title=f"{surf.name}, schedule {schedule}").savefig(png, dpi=120)
-    (out / f"{surf.name}-trajectories.json").write_text(json.dumps([r.to_dict() for r in runs]))
+    runs = surface_runs(surf, optims, rates, schedule=schedule, steps=steps, progress=_progress,
+                        start=x0, momentum=momentum, noise=noise, seed=seed)  # fmt: skip
     for r in runs:
         click.echo(f"{r.label:<32} final loss {r.losses[-1]:.4g} after {r.steps} steps, at ({r.points[-1][0]:.4g}, {r.points[-1][1]:.4g})")
-    click.echo(f"wrote {png}")
-    if gif:
-        gif_path = save_gif(surf, runs, out / f"{surf.name}.gif", frames=frames, resolution=min(resolution, 120))
-        click.echo(f"wrote {gif_path}")
+    written = save_surface_study(surf, runs, out, title=f"{surf.name}, schedule {schedule}", resolution=resolution, gif=gif, frames=frames)
+    for path in written:
+        if path.suffix != ".json":
+            click.echo(f"wrote {path}")
 
 
 @landscape.command()
@@ -138,77 +127,41 @@ def net(
     Example: lrkit landscape net --problem blobs --out DIR
     """
     from lrkit.lab.problems import get_problem
+    from lrkit.landscape.studies import net_landscape, save_net_study
     from lrkit.landscape.surfaces import check_grid
-    from lrkit.landscape.trajectory import check_lr
 
-    check_grid("lrkit landscape net", "--grid", grid, grid)
+    func = "lrkit landscape net"
+    check_grid(func, "--grid", grid, grid)
     prob = get_problem(problem)
-    rates = [check_lr("lrkit landscape net", "--lr", v) for v in _split(lrs, "--lr", float)] if lrs else [20 * prob.lr, prob.lr]
-    out.mkdir(parents=True, exist_ok=True)
-    summary = [_study_lr(prob, lr, epochs, points, grid, distance, directions, seed, out) for lr in _progress(rates, f"{prob.name}: lrs")]
-    _write_net_summary(summary, out)
-
-
-def _study_lr(
-    prob: Any, lr: float, epochs: int | None, points: int, grid: int, distance: float, directions: int, seed: int, out: Path
-) -> dict[str, Any]:
-    """Train at `lr`, slice around the result, and write the 2-D slice and PCA figures; return the numbers."""
-    import numpy as np
-
-    from lrkit.landscape.figures import plot_slice_2d
-    from lrkit.landscape.nets import mean_loss, pca_path, slice_1d, slice_2d, train_with_checkpoints
-
-    model, path = train_with_checkpoints(prob, lr, epochs=epochs, seed=seed)
-    data = (prob.x_train, prob.y_train)
-    slices = [slice_1d(model, prob.loss, data, distance=distance, steps=points, seed=seed + k) for k in range(directions)]
-    curv = [s.curvature() for s in slices]
-    plane = slice_2d(model, prob.loss, data, distance=distance, steps=grid, seed=seed)
-    plot_slice_2d(plane, title=f"{prob.name}, lr={lr:g}: filter-normalized 2-D slice").savefig(out / f"slice-2d-lr{lr:g}.png", dpi=110)
-    pca = pca_path(path)
-    reach = 1.2 * float(np.abs(pca.coords).max())
-    pca_plane = slice_2d(model, prob.loss, data, distance=reach, steps=grid, directions=pca.directions)
-    plot_slice_2d(pca_plane, pca, title=f"{prob.name}, lr={lr:g}: training path").savefig(out / f"pca-path-lr{lr:g}.png", dpi=110)
-    return {
-        "lr": lr, "train_loss": mean_loss(model, prob.loss, data), "test_loss": mean_loss(model, prob.loss, (prob.x_test, prob.y_test)),
-        "curvature_mean": float(np.mean(curv)), "curvatures": curv, "explained_variance": pca.explained_variance.tolist(),
-        "slice": slices[0],
-    }  # fmt: skip
-
-
-def _write_net_summary(summary: list[dict[str, Any]], out: Path) -> None:
-    from lrkit.landscape.figures import plot_slices
-
-    fig = plot_slices([s.pop("slice") for s in summary], [f"lr={s['lr']:g}" for s in summary])
-    fig.savefig(out / "slices-1d.png", dpi=120)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    for s in summary:
-        ev = s["explained_variance"]
+    rates = _rates(lrs, func) or [20 * prob.lr, prob.lr]
+    results = [
+        net_landscape(prob, lr, epochs=epochs, points=points, grid=grid, distance=distance, directions=directions, seed=seed)
+        for lr in _progress(rates, f"{prob.name}: lrs")
+    ]
+    save_net_study(prob.name, results, out)
+    for r in results:
+        ev = r.path.explained_variance
         click.echo(
-            f"lr={s['lr']:<8g} train loss {s['train_loss']:.4f}  test loss {s['test_loss']:.4f}  "
-            f"curvature at 0: {s['curvature_mean']:.3g} (mean of {len(s['curvatures'])} directions)  PCA variance {ev[0]:.2f}+{ev[1]:.2f}"
+            f"lr={r.lr:<8g} train loss {r.train_loss:.4f}  test loss {r.test_loss:.4f}  "
+            f"curvature at 0: {r.curvature_mean:.3g} (mean of {len(r.curvatures)} directions)  PCA variance {ev[0]:.2f}+{ev[1]:.2f}"
         )
     click.echo(f"wrote {out / 'slices-1d.png'}, slice-2d-*.png, pca-path-*.png and summary.json in {out}")
+
+
+def _rates(text: str | None, func: str) -> list[float]:
+    """The --lr values (each a finite number > 0); empty when the option is not given."""
+    return [validate.positive(func, "--lr", v, LandscapeError) for v in _split(text, "--lr", float)] if text else []
 
 
 def _split(text: str | None, option: str, kind: type) -> list[Any]:
     """Comma-separated values of one kind; a malformed item is a user error naming the option."""
     items = [s.strip() for s in (text or "").split(",") if s.strip()]
     if not items:
-        raise LandscapeError(bad("lrkit landscape", option, "must hold at least one comma-separated value", text))
+        validate.fail("lrkit landscape", option, "must hold at least one comma-separated value", text, LandscapeError)
     try:
         return [kind(s) for s in items]
-    except ValueError:
-        raise LandscapeError(bad("lrkit landscape", option, f"must be comma-separated {kind.__name__} values", text)) from None
-
-
-def _shape(schedule: str, steps: int) -> Schedule:
-    """The schedule's shape (peak 1): a page kind by name, or a spec parsed by lrkit.parse."""
-    import lrkit
-    from lrkit.landscape.page import PAGE_SCHEDULES, page_schedule
-
-    if schedule in PAGE_SCHEDULES:
-        return page_schedule(schedule, steps)
-    return lrkit.parse(schedule)
+    except ValueError:  # float("fast"): click's text, not an lrkit error, so nothing is re-raised as another kind
+        validate.fail("lrkit landscape", option, f"must be comma-separated {kind.__name__} values", text, LandscapeError)
 
 
 def _progress(items: list[Any], label: str) -> Any:

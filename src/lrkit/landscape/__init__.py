@@ -5,6 +5,9 @@
 - `figures`: contours with trajectories, loss curves, animated GIFs, slices of real networks.
 - `page`: one self-contained interactive HTML page (`write_page`).
 - `nets`: Li et al.'s filter-normalized slices of a real network (`slice_1d`, `slice_2d`) and `pca_path`.
+- `studies`: the workflows of `lrkit landscape surface` / `net` (`surface_runs`, `net_landscape` and their `save_*`).
+
+Optimizers are `lrkit.Optim`s or their names; "momentum" is `MOMENTUM_SGD`, `Optim("sgd", momentum=0.9)`.
 
 Names load on first use, so `import lrkit.landscape` stays light.
 
@@ -31,6 +34,8 @@ _LAZY = {
     "Trajectory": "trajectory",
     "OPTIMIZERS": "trajectory",
     "descend": "trajectory",
+    "MOMENTUM_SGD": "trajectory",
+    "landscape_optim": "trajectory",
     "plot_trajectories": "figures",
     "save_gif": "figures",
     "plot_slices": "figures",
@@ -48,6 +53,12 @@ _LAZY = {
     "slice_2d": "nets",
     "pca_path": "nets",
     "train_with_checkpoints": "nets",
+    "schedule_shape": "studies",
+    "surface_runs": "studies",
+    "save_surface_study": "studies",
+    "NetLandscape": "studies",
+    "net_landscape": "studies",
+    "save_net_study": "studies",
 }
 
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrkit.errors import LandscapeError, bad
+from lrkit import validate
+from lrkit.errors import LandscapeError
 from lrkit.landscape.nets import PCAPath, Slice1D, Slice2D
 from lrkit.landscape.surfaces import Surface, get_surface
 from lrkit.landscape.trajectory import Trajectory
@@ -113,9 +114,8 @@ def save_gif(
 
     path = Path(path)
     if path.suffix.lower() != ".gif":
-        raise LandscapeError(bad("save_gif", "path", "must end in .gif", str(path)))
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
-        raise LandscapeError(bad("save_gif", "frames", "must be an integer >= 2", frames))
+        validate.fail("save_gif", "path", "must end in .gif", str(path), LandscapeError)
+    frames = validate.integer("save_gif", "frames", frames, LandscapeError, minimum=2)
     fig = plot_trajectories(surface, trajectories, resolution=resolution)
     paths, curves = fig.axes[0].get_lines()[::2], fig.axes[1].get_lines()
     runs = list(trajectories)
@@ -146,7 +146,7 @@ def plot_slices(slices: Sequence[Slice1D], labels: Sequence[str]) -> Figure:
     """
     items = list(slices)
     if not items or len(items) != len(labels):
-        raise LandscapeError(bad("plot_slices", "labels", f"must have one label per slice ({len(items)})", list(labels)))
+        validate.fail("plot_slices", "labels", f"must have one label per slice ({len(items)})", list(labels), LandscapeError)
     fig = new_figure()
     ax = fig.axes[0]
     for s, name in zip(items, labels):
@@ -211,9 +211,10 @@ def plot_pca_path(path: PCAPath, *, title: str | None = None) -> Figure:
 
 def _check(func: str, surface: str | Surface, trajectories: Sequence[Trajectory]) -> tuple[Surface, list[Trajectory]]:
     surf = get_surface(surface)
-    runs = list(trajectories) if isinstance(trajectories, Sequence) else []
-    if not runs or not all(isinstance(r, Trajectory) for r in runs):
-        raise LandscapeError(bad(func, "trajectories", "must be a non-empty list of Trajectory", trajectories))
+    items = validate.sequence(func, "trajectories", trajectories, LandscapeError)
+    runs = [validate.instance(func, "trajectories", r, LandscapeError, Trajectory, "a list of Trajectory") for r in items]
+    if not runs:
+        validate.fail(func, "trajectories", "must be a non-empty list of Trajectory", trajectories, LandscapeError)
     if surf.dim != 2:
-        raise LandscapeError(bad(func, "surface", "must be 2-D to draw", surf.dim))
+        validate.fail(func, "surface", "must be 2-D to draw", surf.dim, LandscapeError)
     return surf, runs

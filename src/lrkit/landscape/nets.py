@@ -23,8 +23,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,9 +30,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from lrkit.errors import LandscapeError, bad
+from lrkit import validate
+from lrkit.errors import LandscapeError
 from lrkit.landscape.surfaces import check_grid
-from lrkit.landscape.trajectory import check_lr
+from lrkit.optim import Optim
+from lrkit.torch._tensors import cpu_copy
+from lrkit.torch.data import MinibatchOrder
 
 if TYPE_CHECKING:
     from lrkit.lab.problems import Problem
@@ -124,8 +125,8 @@ def filter_normalized_direction(model: torch.nn.Module, *, seed: int = 0, ignore
     """
     params = _params(model, "filter_normalized_direction")
     if ignore not in ("biasbn", None):
-        raise LandscapeError(bad("filter_normalized_direction", "ignore", "must be 'biasbn' or None", ignore))
-    gen = torch.Generator(device=params[0].device).manual_seed(_seed("filter_normalized_direction", seed))
+        validate.fail("filter_normalized_direction", "ignore", "must be 'biasbn' or None", ignore, LandscapeError)
+    gen = torch.Generator(device=params[0].device).manual_seed(validate.seed("filter_normalized_direction", "seed", seed, LandscapeError))
     out = []
     for p in params:
         w = p.detach()
@@ -173,7 +174,7 @@ def slice_1d(
     check_grid("slice_1d", "steps", steps, 2)
     d = direction if direction is not None else filter_normalized_direction(model, seed=seed)
     _check_direction(model, d, "slice_1d")
-    alphas = np.linspace(-_positive("slice_1d", "distance", distance), distance, steps)
+    alphas = np.linspace(-validate.positive("slice_1d", "distance", distance, LandscapeError), distance, steps)
     losses = [_loss_at(model, loss_fn, data, [(float(a), d)]) for a in alphas]
     return Slice1D(alphas, np.asarray(losses, dtype=np.float64))
 
@@ -204,7 +205,7 @@ def slice_2d(
     d, e = directions
     _check_direction(model, d, "slice_2d")
     _check_direction(model, e, "slice_2d")
-    grid = np.linspace(-_positive("slice_2d", "distance", distance), distance, steps)
+    grid = np.linspace(-validate.positive("slice_2d", "distance", distance, LandscapeError), distance, steps)
     losses = np.array([[_loss_at(model, loss_fn, data, [(float(a), d), (float(b), e)]) for a in grid] for b in grid])
     return Slice2D(grid, grid.copy(), losses)
 
@@ -243,7 +244,7 @@ def mean_loss(model: torch.nn.Module, loss_fn: LossFn, data: Data) -> float:
             total += float(loss_fn(model(x), y)) * len(x)
             count += len(x)
     if count == 0:
-        raise LandscapeError(bad("mean_loss", "data", "must hold at least one sample", data))
+        validate.fail("mean_loss", "data", "must hold at least one sample", data, LandscapeError)
     return total / count
 
 
@@ -251,10 +252,7 @@ def _batches(data: Data) -> Iterator[Batch]:
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         yield cast(Batch, data)
         return
-    if not isinstance(data, Iterable):
-        raise LandscapeError(
-            bad("mean_loss", "data", "must be an (x, y) pair of tensors or an iterable of (x, y) pairs", type(data).__name__)
-        )
+    validate.instance("mean_loss", "data", data, LandscapeError, Iterable, "an (x, y) pair of tensors or an iterable of (x, y) pairs")
     yield from cast(Iterable[Batch], data)
 
 
@@ -275,18 +273,18 @@ def pca_path(checkpoints: Sequence[Checkpoint]) -> PCAPath:
         >>> p.coords.shape, bool(p.explained_variance[0] > 0.99)
         ((6, 2), True)
     """
-    if isinstance(checkpoints, (str, bytes)) or not isinstance(checkpoints, Sequence) or len(checkpoints) < 3:
-        raise LandscapeError(bad("pca_path", "checkpoints", "must be a list of at least 3 checkpoints", type(checkpoints).__name__))
+    if len(validate.sequence("pca_path", "checkpoints", checkpoints, LandscapeError)) < 3:
+        validate.fail("pca_path", "checkpoints", "must be a list of at least 3 checkpoints", len(checkpoints), LandscapeError)
     tensors = [_checkpoint_tensors(c) for c in checkpoints]
     shapes = [t.shape for t in tensors[-1]]
     if any([t.shape for t in ts] != shapes for ts in tensors):
-        raise LandscapeError(bad("pca_path", "checkpoints", "must all have the same parameter shapes", len(checkpoints)))
+        validate.fail("pca_path", "checkpoints", "must all have the same parameter shapes", len(checkpoints), LandscapeError)
     flat = torch.stack([torch.cat([t.detach().reshape(-1).double().cpu() for t in ts]) for ts in tensors])
     diffs = flat - flat[-1]
     _, s, vh = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
     dirs = vh[:2]
     if len(dirs) < 2 or float(s[0]) == 0.0:
-        raise LandscapeError(bad("pca_path", "checkpoints", "must not all be equal (the path has no extent)", len(checkpoints)))
+        validate.fail("pca_path", "checkpoints", "must not all be equal (the path has no extent)", len(checkpoints), LandscapeError)
     variance = (s**2 / (s**2).sum()).numpy()[:2]
     coords = (diffs @ dirs.T).numpy()
     return PCAPath(coords, variance, (_unflatten(dirs[0], tensors[-1]), _unflatten(dirs[1], tensors[-1])))
@@ -299,7 +297,7 @@ def _checkpoint_tensors(c: Checkpoint) -> list[torch.Tensor]:
         return [v for k, v in c.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not k.endswith(_BN_BUFFERS)]
     if isinstance(c, Sequence) and all(isinstance(t, torch.Tensor) for t in c):
         return list(c)
-    raise LandscapeError(bad("pca_path", "checkpoints", "must hold models, state dicts or lists of tensors", type(c).__name__))
+    validate.wrong_type("pca_path", "checkpoints", "must hold models, state dicts or lists of tensors", type(c).__name__, LandscapeError)
 
 
 def _unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> Direction:
@@ -320,9 +318,11 @@ def train_with_checkpoints(
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, torch.Tensor]]]:
-    """Train `problem`'s model with mini-batch SGD at a constant `lr`; a state dict is kept at the start and after every epoch.
+    """Train `problem`'s model with mini-batch SGD at a constant `lr`; a state dict (on the CPU) is kept at the start and after every epoch.
 
-    The model and the training data are moved to `device` (default: where the problem's data is).
+    The optimizer is `lrkit.Optim("sgd", momentum=momentum)`; the minibatches are lrkit's one order
+    (`lrkit.torch.data.MinibatchOrder` for `seed`, the last partial batch kept). The model and the
+    training data are moved to `device` (default: where the problem's data is).
 
     Example:
         >>> from lrkit.lab.problems import get_problem
@@ -331,21 +331,17 @@ def train_with_checkpoints(
         3
     """
     func = "train_with_checkpoints"
-    lr = check_lr(func, "lr", lr)
-    epochs = problem.epochs if epochs is None else epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise LandscapeError(bad(func, "epochs", "must be a positive integer", epochs))
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
-        raise LandscapeError(bad(func, "momentum", "must be a number in [0, 1)", momentum))
-    torch.manual_seed(_seed(func, seed))
+    lr = validate.positive(func, "lr", lr, LandscapeError)
+    epochs = validate.integer(func, "epochs", problem.epochs if epochs is None else epochs, LandscapeError)
+    momentum = validate.probability(func, "momentum", momentum, LandscapeError)
+    torch.manual_seed(validate.seed(func, "seed", seed, LandscapeError))
     x, y = problem.x_train.to(device), problem.y_train.to(device)
     model = problem.make_model().to(x.device)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=float(momentum))
-    gen = torch.Generator().manual_seed(seed)
+    opt = Optim("sgd", momentum=momentum).to_torch(model.parameters(), lr)
+    order = MinibatchOrder(len(x), seed)
     path = [_snapshot(model)]
     for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen).to(x.device)
-        for idx in torch.split(order, problem.batch_size):
+        for idx in order.epoch(problem.batch_size, x.device):
             opt.zero_grad()
             torch.autograd.backward(problem.loss(model(x[idx]), y[idx]))
             opt.step()
@@ -354,32 +350,19 @@ def train_with_checkpoints(
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return cast(dict[str, torch.Tensor], cpu_copy(model.state_dict()))  # on the CPU: a long path costs no accelerator memory
 
 
 # -- checks ----------------------------------------------------------------------------------------
 def _params(model: Any, func: str) -> list[torch.Tensor]:
-    if not isinstance(model, torch.nn.Module):
-        raise LandscapeError(bad(func, "model", "must be a torch.nn.Module", type(model).__name__))
+    validate.instance(func, "model", model, LandscapeError, torch.nn.Module, "a torch.nn.Module")
     params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise LandscapeError(bad(func, "model", "must have trainable parameters", type(model).__name__))
+        validate.fail(func, "model", "must have trainable parameters", type(model).__name__, LandscapeError)
     return params
 
 
 def _check_direction(model: torch.nn.Module, d: Direction, func: str) -> None:
     shapes = [tuple(p.shape) for p in _params(model, func)]
     if not isinstance(d, (list, tuple)) or [tuple(t.shape) for t in d] != shapes:
-        raise LandscapeError(bad(func, "direction", f"must be a list of tensors shaped like the parameters {shapes}", type(d).__name__))
-
-
-def _positive(func: str, param: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or value <= 0:
-        raise LandscapeError(bad(func, param, "must be a finite number > 0", value))
-    return float(value)
-
-
-def _seed(func: str, seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise LandscapeError(bad(func, "seed", "must be an integer", seed))
-    return int(seed)
+        validate.fail(func, "direction", f"must be a list of tensors shaped like the parameters {shapes}", type(d).__name__, LandscapeError)

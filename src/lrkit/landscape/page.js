@@ -58,6 +58,7 @@ function lerp(a, b, w) { return w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w
 
 function makeOptimizer(name, m) {
   const st = { t: 0, buf: null, sq: [0, 0], avg: [0, 0] };  // one tensor of 2 coordinates, as in Python
+  const o = DATA.optims[name];  // the label's lrkit.Optim (from Python): eps, beta2 (RMSprop's alpha), weight decay
   if (name === "sgd" || name === "momentum" || name === "nesterov") {
     return (x, g, lr) => {
       if (m !== 0) st.buf = st.buf === null ? g.slice() : st.buf.map((b, i) => b * m + g[i]);  // torch: the first buffer is g
@@ -69,20 +70,20 @@ function makeOptimizer(name, m) {
   }
   if (name === "adagrad") {
     return (x, g, lr) => {
-      for (let i = 0; i < 2; i++) { st.sq[i] += g[i] * g[i]; x[i] = x[i] - lr * (g[i] / (Math.sqrt(st.sq[i]) + 1e-10)); }
+      for (let i = 0; i < 2; i++) { st.sq[i] += g[i] * g[i]; x[i] = x[i] - lr * (g[i] / (Math.sqrt(st.sq[i]) + o.eps)); }
     };
   }
   if (name === "rmsprop") {
     return (x, g, lr) => {
       if (st.buf === null) st.buf = [0, 0];
       for (let i = 0; i < 2; i++) {
-        st.sq[i] = st.sq[i] * 0.99 + (1 - 0.99) * g[i] * g[i];
-        const step = g[i] / (Math.sqrt(st.sq[i]) + 1e-8);
+        st.sq[i] = st.sq[i] * o.beta2 + (1 - o.beta2) * g[i] * g[i];
+        const step = g[i] / (Math.sqrt(st.sq[i]) + o.eps);
         if (m > 0) { st.buf[i] = st.buf[i] * m + step; x[i] = x[i] - lr * st.buf[i]; } else { x[i] = x[i] - lr * step; }
       }
     };
   }
-  const b1 = m, b2 = 0.999, wd = name === "adamw" ? DATA.adamw_weight_decay : 0;
+  const b1 = m, b2 = o.beta2, wd = name === "adamw" ? o.weight_decay : 0;
   return (x, g, lr) => {
     st.t += 1;
     const bc1 = 1 - b1 ** st.t, bc2 = 1 - b2 ** st.t, stepSize = lr / bc1, bc2s = bc2 ** 0.5;
@@ -90,7 +91,7 @@ function makeOptimizer(name, m) {
       if (wd) x[i] = x[i] * (1 - lr * wd);
       st.avg[i] = lerp(st.avg[i], g[i], 1 - b1);
       st.sq[i] = st.sq[i] * b2 + (1 - b2) * g[i] * g[i];
-      x[i] = x[i] - stepSize * (st.avg[i] / (Math.sqrt(st.sq[i]) / bc2s + 1e-8));
+      x[i] = x[i] - stepSize * (st.avg[i] / (Math.sqrt(st.sq[i]) / bc2s + o.eps));
     }
   };
 }

@@ -17,16 +17,16 @@ Example:
 from __future__ import annotations
 
 import json
-import numbers
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lrkit.errors import LandscapeError, bad
+from lrkit import validate
+from lrkit.errors import LandscapeError
 from lrkit.landscape.surfaces import SURFACES, Surface, get_surface, quadratic
-from lrkit.landscape.trajectory import ADAMW_WEIGHT_DECAY, DEFAULT_LIMIT, OPTIMIZERS, Trajectory, check_lr, descend
+from lrkit.landscape.trajectory import DEFAULT_LIMIT, OPTIMIZERS, Trajectory, descend, landscape_optim
 from lrkit.schedules import constant, cosine, cyclic, exponential, one_cycle, step_decay, warmup
 from lrkit.schedules.base import Schedule
 
@@ -43,9 +43,8 @@ def page_schedule(kind: str, steps: int) -> Schedule:
         >>> round(page_schedule("exponential", 100)(100), 6)
         0.01
     """
-    if not isinstance(kind, str) or kind not in PAGE_SCHEDULES:
-        raise LandscapeError(bad("page_schedule", "kind", f"must be one of {', '.join(PAGE_SCHEDULES)}", kind))
-    _check_steps("page_schedule", steps)
+    validate.choice("page_schedule", "kind", kind, LandscapeError, PAGE_SCHEDULES)
+    validate.integer("page_schedule", "steps", steps, LandscapeError)
     tenth = max(1, steps // 10)
     shapes: dict[str, Schedule] = {
         "constant": constant(1.0),
@@ -72,26 +71,24 @@ def page_surfaces() -> dict[str, Surface]:
 
 
 def page_data(steps: int = 200, *, surface: str = "rosenbrock", optimizer: str = "momentum") -> dict[str, Any]:
-    """Everything the page's script needs, JSON-ready.
+    """Everything the page's script needs, JSON-ready; each menu label's hyperparameters come from its `lrkit.Optim`.
 
     Example:
         >>> d = page_data(steps=20)
-        >>> len(d["schedules"]["cosine"]), d["optimizers"][0]
-        (20, 'sgd')
+        >>> len(d["schedules"]["cosine"]), d["optimizers"][0], d["optims"]["momentum"]["momentum"]
+        (20, 'sgd', 0.9)
     """
-    _check_steps("page_data", steps, MAX_PAGE_STEPS)
+    validate.integer("page_data", "steps", steps, LandscapeError, maximum=MAX_PAGE_STEPS)
     surfaces = page_surfaces()
-    if surface not in surfaces:
-        raise LandscapeError(bad("page_data", "surface", f"must be one of {', '.join(surfaces)}", surface))
-    if optimizer not in OPTIMIZERS:
-        raise LandscapeError(bad("page_data", "optimizer", f"must be one of {', '.join(OPTIMIZERS)}", optimizer))
+    validate.choice("page_data", "surface", surface, LandscapeError, tuple(surfaces))
+    validate.choice("page_data", "optimizer", optimizer, LandscapeError, OPTIMIZERS)
     t = np.arange(steps)
     return {
         "steps": steps,
         "limit": DEFAULT_LIMIT,
-        "adamw_weight_decay": ADAMW_WEIGHT_DECAY,
         "surfaces": {name: s.to_dict() for name, s in surfaces.items()},
         "optimizers": list(OPTIMIZERS),
+        "optims": {name: landscape_optim(name, "page_data").to_dict() for name in OPTIMIZERS},
         "schedules": {kind: page_schedule(kind, steps).values(t).tolist() for kind in PAGE_SCHEDULES},
         "default_surface": surface,
         "default_optimizer": optimizer,
@@ -123,7 +120,7 @@ def write_page(path: str | Path, steps: int = 200, *, surface: str = "rosenbrock
     """
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
-        raise LandscapeError(bad("write_page", "path", "must end in .html", str(path)))
+        validate.fail("write_page", "path", "must end in .html", str(path), LandscapeError)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page_html(steps, surface=surface, optimizer=optimizer), encoding="utf-8")
     return path
@@ -143,27 +140,16 @@ def page_trajectory(settings: dict[str, Any]) -> Trajectory:
         >>> t.steps, t.schedule
         (50, '0.1 * cosine(start=1.0, steps=50)')
     """
+    func = "page_trajectory"
     missing = {"surface", "optimizer", "lr", "momentum", "schedule", "start", "steps"} - set(settings)
     if missing:
-        raise LandscapeError(bad("page_trajectory", "settings", f"lacks {sorted(missing)}", sorted(settings)))
+        validate.fail(func, "settings", f"lacks {sorted(missing)}", sorted(settings), LandscapeError)
     surfaces = page_surfaces()
-    if settings["surface"] not in surfaces:
-        raise LandscapeError(bad("page_trajectory", "surface", f"must be one of {', '.join(surfaces)}", settings["surface"]))
-    optimizer, momentum = settings["optimizer"], settings["momentum"]
-    if optimizer in ("sgd", "adagrad"):
-        momentum = None
-    elif optimizer == "nesterov" and momentum == 0:
-        optimizer = "sgd"
-    schedule = check_lr("page_trajectory", "lr", settings["lr"]) * page_schedule(settings["schedule"], settings["steps"])
-    surf = surfaces[settings["surface"]]
+    surf = surfaces[validate.choice(func, "surface", settings["surface"], LandscapeError, tuple(surfaces))]
+    optimizer = validate.choice(func, "optimizer", settings["optimizer"], LandscapeError, OPTIMIZERS)
+    momentum = None if optimizer in ("sgd", "adagrad") else settings["momentum"]
+    if optimizer == "nesterov" and momentum == 0:
+        optimizer, momentum = "sgd", None
+    schedule = validate.positive(func, "lr", settings["lr"], LandscapeError) * page_schedule(settings["schedule"], settings["steps"])
+    # descend maps the menu label through the one optimizer spec (landscape_optim), as page.js reads `optims`
     return descend(surf, optimizer, schedule, steps=settings["steps"], start=settings["start"], momentum=momentum)
-
-
-def _check_steps(func: str, steps: Any, maximum: int | None = None) -> None:
-    if (
-        isinstance(steps, bool)
-        or not isinstance(steps, numbers.Integral)
-        or int(steps) < 1
-        or (maximum is not None and int(steps) > maximum)
-    ):
-        raise LandscapeError(bad(func, "steps", f"must be an integer in [1, {maximum or 'inf'}]", steps))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from lrkit.errors import LandscapeError, bad
+from lrkit import validate
+from lrkit.errors import LandscapeError
 
 Domain = tuple[tuple[float, float], tuple[float, float]]
 MAX_GRID_POINTS = 4_000_000  # 2000 x 2000 float64 values plus torch temporaries stay well under 1 GiB
@@ -74,7 +74,7 @@ class Surface:
         """
         check_grid("Surface.grid", "resolution", resolution, resolution)
         if self.dim != 2:
-            raise LandscapeError(bad("Surface.grid", "dim", "must be 2 to draw a grid", self.dim))
+            validate.fail("Surface.grid", "dim", "must be 2 to draw a grid", self.dim, LandscapeError)
         (x0, x1), (y0, y1) = domain if domain is not None else self.domain
         xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
         xx, yy = np.meshgrid(xs, ys)
@@ -98,15 +98,16 @@ class Surface:
 
 
 def check_grid(func: str, param: str, rows: Any, cols: Any) -> None:
-    """A grid of `rows` x `cols` evaluations: each at least 2, and not more than `MAX_GRID_POINTS` in all."""
-    for n in (rows, cols):
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-            raise LandscapeError(bad(func, param, "must be an integer >= 2", n))
+    """A grid of `rows` x `cols` evaluations: each at least 2, and not more than `MAX_GRID_POINTS` in all.
+
+    Example:
+        >>> check_grid("slice_2d", "steps", 21, 21)
+    """
+    rows, cols = (validate.integer(func, param, n, LandscapeError, minimum=2) for n in (rows, cols))
     if rows * cols > MAX_GRID_POINTS:
         need = rows * cols * 8 * 4 / 2**30
-        raise LandscapeError(
-            bad(func, param, f"gives a grid too large for memory ({rows}x{cols}, ~{need:.1f} GiB; at most {MAX_GRID_POINTS} points)", rows)
-        )
+        why = f"gives a grid too large for memory ({rows}x{cols}, ~{need:.1f} GiB; at most {MAX_GRID_POINTS} points)"
+        validate.fail(func, param, why, rows, LandscapeError)
 
 
 # -- formulas: (points (..., dim), params) -> loss (...) ----------------------------------------
@@ -165,18 +166,19 @@ def quadratic(condition: float = 10.0, *, eigenvalues: Sequence[float] | None = 
     """
     func = "quadratic"
     if eigenvalues is None:
-        eigs = [1.0, _finite(func, "condition", condition)]
+        eigs = [1.0, validate.number(func, "condition", condition, LandscapeError)]
         if eigs[1] < 1.0:
-            raise LandscapeError(bad(func, "condition", "must be >= 1 (the ratio of the largest to the smallest eigenvalue)", condition))
+            why = "must be >= 1 (the ratio of the largest to the smallest eigenvalue)"
+            validate.fail(func, "condition", why, condition, LandscapeError)
     else:
-        if isinstance(eigenvalues, (str, bytes)) or not isinstance(eigenvalues, Sequence) or not eigenvalues:
-            raise LandscapeError(bad(func, "eigenvalues", "must be a non-empty list of numbers", eigenvalues))
-        eigs = [_finite(func, "eigenvalues", v) for v in eigenvalues]
-        if min(eigs) <= 0:
-            raise LandscapeError(bad(func, "eigenvalues", "must all be > 0 (a bowl, not a saddle)", eigenvalues))
-    theta = _finite(func, "angle", angle)
+        given = validate.sequence(func, "eigenvalues", eigenvalues, LandscapeError)
+        eigs = [validate.number(func, "eigenvalues", v, LandscapeError) for v in given]
+        if not eigs or min(eigs) <= 0:
+            why = "must be a non-empty list of numbers > 0 (a bowl, not a saddle)"
+            validate.fail(func, "eigenvalues", why, eigenvalues, LandscapeError)
+    theta = validate.number(func, "angle", angle, LandscapeError)
     if theta and len(eigs) != 2:
-        raise LandscapeError(bad(func, "angle", "needs exactly 2 eigenvalues (a rotation of the plane)", angle))
+        validate.fail(func, "angle", "needs exactly 2 eigenvalues (a rotation of the plane)", angle, LandscapeError)
     dim = len(eigs)
     start = (-3.0, 1.5) + (1.0,) * (dim - 2)
     lr = 1.0 / max(eigs)  # half the stability limit 2/λmax
@@ -231,9 +233,7 @@ def rastrigin(amplitude: float = 10.0) -> Surface:
         >>> rastrigin().params
         {'amplitude': 10.0}
     """
-    a = _finite("rastrigin", "amplitude", amplitude)
-    if a < 0:
-        raise LandscapeError(bad("rastrigin", "amplitude", "must be >= 0", amplitude))
+    a = validate.non_negative("rastrigin", "amplitude", amplitude, LandscapeError)
     return Surface("rastrigin", {"amplitude": a}, 2, ((-5.12, 5.12), (-5.12, 5.12)), (-4.5, 4.3), ((0.0, 0.0),), 2e-3)
 
 
@@ -258,13 +258,11 @@ def get_surface(name: str | Surface) -> Surface:
         ...     get_surface("sphere")
         ... except LandscapeError as e:
         ...     print(e)
-        get_surface: parameter 'name' must be one of quadratic, rosenbrock, beale, himmelblau, saddle, rastrigin, got 'sphere'
+        get_surface: parameter 'name' must be one of 'quadratic', 'rosenbrock', 'beale', 'himmelblau', 'saddle', 'rastrigin', got 'sphere'
     """
     if isinstance(name, Surface):
         return name
-    if not isinstance(name, str) or name not in FACTORIES:
-        raise LandscapeError(bad("get_surface", "name", f"must be one of {', '.join(SURFACES)}", name))
-    return FACTORIES[name]()
+    return FACTORIES[validate.choice("get_surface", "name", name, LandscapeError, SURFACES)]()
 
 
 def surface_from_dict(d: dict[str, Any]) -> Surface:
@@ -275,17 +273,11 @@ def surface_from_dict(d: dict[str, Any]) -> Surface:
         >>> surface_from_dict(s.to_dict()) == s
         True
     """
-    if not isinstance(d, dict) or d.get("name") not in FORMULAS:
-        raise LandscapeError(bad("surface_from_dict", "d", f"must be a dict whose 'name' is one of {', '.join(SURFACES)}", d))
+    validate.instance("surface_from_dict", "d", d, LandscapeError, dict, "a dict")
+    validate.choice("surface_from_dict", "d['name']", d.get("name"), LandscapeError, SURFACES)
     domain = tuple(tuple(float(v) for v in r) for r in d["domain"])
     return Surface(
         d["name"], dict(d["params"]), int(d["dim"]), domain,  # type: ignore[arg-type]
         tuple(float(v) for v in d["start"]), tuple(tuple(float(v) for v in m) for m in d["minima"]),
         float(d["lr"]), bool(d.get("log_levels", True)),
     )  # fmt: skip
-
-
-def _finite(func: str, param: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise LandscapeError(bad(func, param, "must be a finite number", value))
-    return float(value)

@@ -1,6 +1,6 @@
 """Trajectories of the real `torch.optim` optimizers on a surface, driven by any lrkit schedule.
 
-`descend` builds the optimizer on one point (float64 by default, so the
+`descend` builds the optimizer (an `lrkit.Optim`, its text spec, or a name of `OPTIMIZERS`) on one point (float64 by default, so the
 closed forms of the quadratic hold to rounding), lets `lrkit.Scheduler` write
 each step's lr, optionally adds seeded Gaussian noise to the gradient (a model
 of mini-batch noise), and records every point, loss and lr in a `Trajectory`.
@@ -15,9 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,28 +24,86 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from lrkit.errors import LandscapeError, bad
+from lrkit import validate
+from lrkit._io import JsonResult
+from lrkit.errors import LandscapeError
 from lrkit.landscape.surfaces import Surface, get_surface, surface_from_dict
+from lrkit.optim import HELP, Optim, split_specs
 from lrkit.schedules import constant, parse
 from lrkit.schedules.base import Schedule
 from lrkit.torch.scheduler import Scheduler
 
 Array = npt.NDArray[np.float64]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-DEFAULT_MOMENTUM = {"sgd": 0.0, "momentum": 0.9, "nesterov": 0.9, "adagrad": None, "rmsprop": 0.0, "adam": 0.9, "adamw": 0.9}
-ADAMW_WEIGHT_DECAY = 1e-2  # torch's default
+# "momentum" is the landscape's (and its page's menu's) name for heavy-ball SGD: this is the one place it is defined
+MOMENTUM_SGD = Optim("sgd", momentum=0.9)
 DEFAULT_LIMIT = 1e6  # radius beyond which a run counts as diverged (the page uses the same)
+_KEYS = ("surface", "optimizer", "schedule", "noise", "seed", "points", "losses", "lrs", "diverged")
+
+
+def landscape_optim(optimizer: Optim | str, func: str = "descend", param: str = "optimizer") -> Optim:
+    """The `lrkit.Optim` that a name of `OPTIMIZERS`, a text spec or an `Optim` stands for ("momentum": `MOMENTUM_SGD`).
+
+    Example:
+        >>> landscape_optim("momentum").spec, landscape_optim("adam(weight_decay=0.1)").spec
+        ('sgd(momentum=0.9)', 'adam(weight_decay=0.1)')
+    """
+    validate.instance(func, param, optimizer, LandscapeError, (Optim, str), f"an lrkit.Optim or {HELP}")
+    if isinstance(optimizer, str) and "(" not in optimizer:
+        name = validate.choice(func, param, optimizer.strip(), LandscapeError, OPTIMIZERS)
+        return MOMENTUM_SGD if name == "momentum" else Optim(name)
+    return Optim.of(optimizer, func, param)
+
+
+def landscape_optims(text: str, func: str, param: str) -> list[Optim]:
+    """Comma-separated names of `OPTIMIZERS` or text specs (the CLI's `--optimizer`), as `lrkit.Optim`s.
+
+    Example:
+        >>> [optimizer_name(o) for o in landscape_optims("sgd, momentum, adam(weight_decay=0.1)", "cli", "--optimizer")]
+        ['sgd', 'momentum', 'adam(weight_decay=0.1)']
+    """
+    items = split_specs(text)
+    if not items:
+        validate.fail(func, param, f"must name at least one optimizer ({HELP})", text, LandscapeError)
+    return [landscape_optim(item, func, param) for item in items]
+
+
+def optimizer_name(optim: Optim) -> str:
+    """The landscape's short name of `optim` (its legend entry): "momentum" for `MOMENTUM_SGD`, else its spec.
+
+    Example:
+        >>> optimizer_name(Optim("sgd", momentum=0.9)), optimizer_name(Optim("adamw"))
+        ('momentum', 'adamw')
+    """
+    return "momentum" if optim == MOMENTUM_SGD else optim.spec
+
+
+def with_momentum(optim: Optim, momentum: float | None, func: str = "descend") -> Optim:
+    """`optim` with its momentum (Adam's beta1) replaced by `momentum`; None keeps it.
+
+    Example:
+        >>> with_momentum(Optim("rmsprop"), 0.5).spec
+        'rmsprop(momentum=0.5)'
+    """
+    if momentum is None:
+        return optim
+    if optim.family == "adagrad":
+        validate.fail(func, "momentum", "must be None for adagrad (it has no momentum)", momentum, LandscapeError)
+    m = validate.probability(func, "momentum", momentum, LandscapeError)
+    if optim.family == "nesterov" and m == 0:
+        validate.fail(func, "momentum", "must be > 0 for nesterov", momentum, LandscapeError)
+    return dataclasses.replace(optim, momentum=m)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Trajectory:
-    """What one optimizer did on one surface.
+class Trajectory(JsonResult):
+    """What one optimizer did on one surface; saved and loaded with `to_json` / `load` (lrkit's one convention).
 
     Attributes:
         surface: the surface it ran on.
-        optimizer: one of `OPTIMIZERS`.
+        optimizer: its short name (a name of `OPTIMIZERS` or an `lrkit.Optim` spec), shown in legends.
+        optim: the `lrkit.Optim` that ran, `momentum=` applied.
         schedule: the lr schedule (its spec text, readable by `lrkit.parse`).
-        momentum: the momentum (SGD, RMSprop) or beta1 (Adam, AdamW) used; None for AdaGrad.
         noise: the standard deviation of the Gaussian noise added to each gradient coordinate.
         seed: the noise's seed.
         points: `(n + 1, dim)` points, the start first.
@@ -57,20 +113,27 @@ class Trajectory:
 
     Example:
         >>> t = descend("saddle", "sgd", lr=0.1, steps=5)
-        >>> Trajectory.from_dict(t.to_dict()).points.tolist() == t.points.tolist()
+        >>> Trajectory.from_json(t.to_json()).points.tolist() == t.points.tolist()
         True
     """
 
+    error = LandscapeError
+
     surface: Surface
     optimizer: str
+    optim: Optim
     schedule: str
-    momentum: float | None
     noise: float
     seed: int
     points: Array
     losses: Array
     lrs: Array
     diverged: bool
+
+    @property
+    def momentum(self) -> float | None:
+        """The momentum (SGD, RMSprop) or beta1 (Adam, AdamW) used; None for AdaGrad."""
+        return None if self.optim.family == "adagrad" else self.optim.momentum
 
     @property
     def steps(self) -> int:
@@ -89,27 +152,30 @@ class Trajectory:
         return f"{self.optimizer} {lr}" + (" (diverged)" if self.diverged else "")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; `Trajectory.from_dict` reads it back."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["surface"] = self.surface.to_dict()
-        for key in ("points", "losses", "lrs"):
-            out[key] = np.asarray(out[key]).tolist()
-        return out
+        """A JSON-ready dict; `Trajectory.from_dict` reads it back ("momentum" is written for readers of the file)."""
+        arrays = {key: np.asarray(getattr(self, key)).tolist() for key in ("points", "losses", "lrs")}
+        return {"surface": self.surface.to_dict(), "optimizer": self.optimizer, "optim": self.optim.to_dict(), "momentum": self.momentum,
+                "schedule": self.schedule, "noise": self.noise, "seed": self.seed, **arrays, "diverged": self.diverged}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Trajectory:
-        """The trajectory written by `to_dict` (or read from a JSON file)."""
-        missing = {f.name for f in dataclasses.fields(cls)} - set(d)
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        """The trajectory written by `to_dict`; files from before `lrkit.Optim` (a name and a momentum) are read too."""
+        func = "Trajectory.from_dict"
+        validate.instance(func, "data", data, LandscapeError, dict, "a dict")
+        missing = set(_KEYS) - set(data)
         if missing:
-            raise LandscapeError(bad("Trajectory.from_dict", "d", f"lacks {sorted(missing)}", sorted(d)))
-        fields = dict(d, surface=surface_from_dict(d["surface"]))
-        for key in ("points", "losses", "lrs"):
-            fields[key] = np.asarray(d[key], dtype=np.float64)
-        fields["points"] = fields["points"].reshape(len(fields["losses"]), -1)
-        return cls(**fields)
+            validate.fail(func, "data", f"lacks {sorted(missing)}", sorted(data), LandscapeError)
+        if "optim" in data:
+            optim = Optim.from_dict(data["optim"])
+        else:
+            optim = with_momentum(landscape_optim(data["optimizer"], func), data.get("momentum"), func)
+        losses = np.asarray(data["losses"], dtype=np.float64)
+        points = np.asarray(data["points"], dtype=np.float64).reshape(len(losses), -1)
+        return cls(surface_from_dict(data["surface"]), str(data["optimizer"]), optim, str(data["schedule"]), float(data["noise"]),
+                   int(data["seed"]), points, losses, np.asarray(data["lrs"], dtype=np.float64), bool(data["diverged"]))  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
-        """Write the trajectory as JSON and return the path.
+        """`to_json(path)` that returns the path (a short alias for scripts and the CLI).
 
         Example:
             >>> import tempfile, pathlib
@@ -118,20 +184,13 @@ class Trajectory:
             >>> Trajectory.load(p).lrs.tolist()
             [0.1, 0.1, 0.1]
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Trajectory:
-        """Read a trajectory saved by `save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        self.to_json(path)
+        return Path(path)
 
 
 def descend(
     surface: str | Surface,
-    optimizer: str = "sgd",
+    optimizer: Optim | str = "sgd",
     lr: float | Schedule | str = 0.01,
     *,
     steps: int = 100,
@@ -147,11 +206,12 @@ def descend(
 
     Args:
         surface: a `Surface` or a built-in name (`SURFACES`).
-        optimizer: one of `OPTIMIZERS`: sgd, momentum (heavy ball), nesterov, adagrad, rmsprop, adam, adamw.
+        optimizer: an `lrkit.Optim`, its text spec (`"sgd(momentum=0.9)"`) or a name of `OPTIMIZERS`: sgd (momentum 0),
+            momentum (heavy ball, `MOMENTUM_SGD`), nesterov, adagrad, rmsprop, adam, adamw (torch's defaults).
         lr: a positive number, an lrkit schedule (counted in optimizer steps) or its spec text.
         steps: the number of optimizer steps.
         start: the start point (default: the surface's).
-        momentum: SGD/RMSprop momentum or Adam's beta1 (default: 0.9 for momentum, nesterov, adam, adamw; 0 otherwise).
+        momentum: SGD/RMSprop momentum or Adam's beta1, replacing the optimizer's (default: the optimizer's own).
         noise: standard deviation of Gaussian noise added to every gradient coordinate.
         seed: seed of that noise.
         limit: the run stops, flagged `diverged`, once the point leaves the ball of this radius or the loss is not finite.
@@ -166,13 +226,15 @@ def descend(
     surf = get_surface(surface)
     schedule = _schedule(lr, steps)
     x0 = _start(surf, start)
-    m = _momentum(optimizer, momentum)
-    noise = _non_negative("noise", noise)
-    limit = _non_negative("limit", limit)
+    named = landscape_optim(optimizer)
+    optim = with_momentum(named, momentum)
+    noise = validate.non_negative("descend", "noise", noise, LandscapeError)
+    limit = validate.non_negative("descend", "limit", limit, LandscapeError)
+    seed = validate.seed("descend", "seed", seed, LandscapeError)
     x = torch.nn.Parameter(torch.tensor(x0, dtype=dtype, device=device))
-    opt = make_optimizer(optimizer, [x], float(schedule(0)), m)
+    opt = optim.to_torch([x], float(schedule(0)), foreach=False)  # the single-tensor path: the same numbers on CPU and CUDA
     points, losses, lrs, diverged = _run(surf, x, opt, Scheduler(opt, lr=schedule), steps, _noise_source(x, noise, seed), limit)
-    return Trajectory(surf, optimizer, repr(schedule), m, noise, seed, points, losses, lrs, diverged)
+    return Trajectory(surf, optimizer_name(named), optim, repr(schedule), noise, seed, points, losses, lrs, diverged)
 
 
 def _run(
@@ -214,89 +276,31 @@ def _arrays(points: list[torch.Tensor], losses: list[float], lrs: list[float], d
     return stacked, np.asarray(losses, dtype=np.float64), np.asarray(lrs[: len(losses) - 1], dtype=np.float64), diverged
 
 
-def make_optimizer(name: str, params: list[torch.Tensor], lr: float, momentum: float | None) -> torch.optim.Optimizer:
-    """The torch optimizer called `name` (see `OPTIMIZERS`), single-tensor code path (the same numbers on CPU and CUDA).
-
-    Example:
-        >>> import torch
-        >>> type(make_optimizer("nesterov", [torch.zeros(2, requires_grad=True)], 0.1, 0.9)).__name__
-        'SGD'
-    """
-    m = _momentum(name, momentum)
-    if name in ("sgd", "momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=m or 0.0, nesterov=name == "nesterov", foreach=False)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, foreach=False)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=m or 0.0, foreach=False)
-    betas = (m if m is not None else 0.9, 0.999)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=False)
-    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=ADAMW_WEIGHT_DECAY, foreach=False)
-
-
-def _momentum(optimizer: str, momentum: float | None) -> float | None:
-    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
-        raise LandscapeError(bad("descend", "optimizer", f"must be one of {', '.join(OPTIMIZERS)}", optimizer))
-    if momentum is None:
-        return DEFAULT_MOMENTUM[optimizer]
-    if optimizer == "adagrad":
-        raise LandscapeError(bad("descend", "momentum", "must be None for adagrad (it has no momentum)", momentum))
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= float(momentum) < 1.0:
-        raise LandscapeError(bad("descend", "momentum", "must be a number in [0, 1)", momentum))
-    if optimizer == "nesterov" and momentum == 0:
-        raise LandscapeError(bad("descend", "momentum", "must be > 0 for nesterov", momentum))
-    return float(momentum)
-
-
 def _schedule(lr: float | Schedule | str, steps: int) -> Schedule:
     """The lr as a schedule, after checking `steps` and that every lr of the run is finite and >= 0, and not all 0."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise LandscapeError(bad("descend", "steps", "must be a positive integer", steps))
+    validate.integer("descend", "steps", steps, LandscapeError)
     if isinstance(lr, str):
         lr = parse(lr)
     if isinstance(lr, Schedule):
         values = lr.values(np.arange(steps))
         if not np.all(np.isfinite(values)) or values.max() <= 0:
-            raise LandscapeError(bad("descend", "lr", "must be a schedule with finite values >= 0, not all 0, over the run", repr(lr)))
+            validate.fail("descend", "lr", "must be a schedule with finite values >= 0, not all 0, over the run", repr(lr), LandscapeError)
         return lr
-    return constant(check_lr("descend", "lr", lr))
-
-
-def check_lr(func: str, param: str, lr: Any) -> float:
-    """A step size: a finite number > 0.
-
-    Example:
-        >>> check_lr("f", "lr", 1e-3)
-        0.001
-    """
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)) or lr <= 0:
-        raise LandscapeError(bad(func, param, "must be a finite number > 0", lr))
-    return float(lr)
+    return constant(validate.positive("descend", "lr", lr, LandscapeError))
 
 
 def _start(surf: Surface, start: Sequence[float] | None) -> list[float]:
     if start is None:
         return list(surf.start)
-    values = list(start) if isinstance(start, (Sequence, np.ndarray)) and not isinstance(start, str) else None
-    if values is None or len(values) != surf.dim:
-        raise LandscapeError(bad("descend", "start", f"must be a point with {surf.dim} coordinates for {surf.name}", start))
-    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v)) for v in values):
-        raise LandscapeError(bad("descend", "start", "must hold finite numbers", start))
-    return [float(v) for v in values]
-
-
-def _non_negative(param: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or value < 0:
-        raise LandscapeError(bad("descend", param, "must be a finite number >= 0", value))
-    return float(value)
+    values = validate.sequence("descend", "start", start.tolist() if isinstance(start, np.ndarray) else start, LandscapeError)
+    if len(values) != surf.dim:
+        validate.fail("descend", "start", f"must be a point with {surf.dim} coordinates for {surf.name}", start, LandscapeError)
+    return [validate.number("descend", "start", v, LandscapeError) for v in values]
 
 
 def _noise_source(x: torch.Tensor, std: float, seed: int) -> Callable[[], torch.Tensor] | None:
     """Seeded Gaussian gradient noise on the point's device; None when `std` is 0."""
     if std == 0:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise LandscapeError(bad("descend", "seed", "must be an integer", seed))
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    gen = torch.Generator(device=x.device).manual_seed(seed)
     return lambda: torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device) * std
