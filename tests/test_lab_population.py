@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 
 import lrkit
-from lrkit.errors import LabError
+import lrkit.protocols
+from lrkit.errors import LabError, LabTypeError
 from lrkit.lab.optim import Optim
 from lrkit.lab.population import Member, train
 from lrkit.lab.problems import Problem, get_problem
@@ -18,35 +20,24 @@ from lrkit.lab.stacked import StackedModel
 EPOCHS = 3
 
 
-def standalone(problem: Problem, member: Member, epochs: int, *, data_seed: int | None = None) -> tuple[list[torch.Tensor], list[float]]:
-    """The plain PyTorch run a member stands for: its final weights and test loss per epoch."""
-    torch.manual_seed(member.seed)
-    model = problem.make_model()
-    optimizer = member.optimizer.to_torch(model.parameters(), lr=1.0)
-    lr = member.lr if isinstance(member.lr, lrkit.Schedule) else lrkit.constant(member.lr)
-    sched = lrkit.Scheduler(optimizer, lr=lr, momentum=member.momentum, plateau=member.plateau)
-    g = torch.Generator().manual_seed(member.seed if data_seed is None else data_seed)
-    n, size, losses = len(problem.x_train), problem.batch_size, []
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for k in range(0, n, size):
-            idx = perm[k : k + size]
-            optimizer.zero_grad()
-            problem.loss(model(problem.x_train[idx]), problem.y_train[idx]).backward()
-            optimizer.step()
-            sched.step()
-        with torch.no_grad():
-            losses.append(float(problem.loss(model(problem.x_test), problem.y_test)))
-        if member.plateau is not None:
-            sched.observe(losses[-1])
-    return [p.detach().clone() for p in model.parameters()], losses
+Reference = Callable[..., tuple[list[torch.Tensor], list[float]]]
 
 
-def assert_member_matches(problem: Problem, members: list[Member], epochs: int = EPOCHS, **kw: object) -> None:
+def standalone(
+    reference: Reference, problem: Problem, member: Member, epochs: int, *, data_seed: int | None = None
+) -> tuple[list[torch.Tensor], list[float]]:
+    """The plain PyTorch run a member stands for (conftest's `reference`): its final weights and test loss per epoch."""
+    data = (problem.x_train, problem.y_train, problem.x_test, problem.y_test)
+    return reference(problem.make_model, member.optimizer, member.lr, data, problem.loss, seed=member.seed, epochs=epochs,
+                     batch_size=problem.batch_size, data_seed=data_seed, momentum=member.momentum, plateau=member.plateau)  # fmt: skip
+
+
+def assert_member_matches(reference: Reference, problem: Problem, members: list[Member], epochs: int = EPOCHS, **kw: object) -> None:
     result = train(problem, members, epochs=epochs, **kw)  # type: ignore[arg-type]
     stacked = _final_weights(problem, members, epochs, **kw)
+    shared_seed = kw.get("data_seed", 0) if kw.get("order") == "shared" else None
     for i, member in enumerate(members):
-        weights, losses = standalone(problem, member, epochs, data_seed=kw.get("data_seed") if kw.get("order") == "shared" else None)  # type: ignore[arg-type]
+        weights, losses = standalone(reference, problem, member, epochs, data_seed=shared_seed)  # type: ignore[arg-type]
         for got, want in zip(stacked, weights):
             torch.testing.assert_close(got[i], want, rtol=1e-4, atol=1e-5, msg=f"member {i}: {member}")
         np.testing.assert_allclose(result.test_loss[i], losses, rtol=1e-4, atol=1e-6, err_msg=f"member {i}: {member}")
@@ -89,17 +80,17 @@ LRS = {"sgd": 0.05, "nesterov": 0.05, "adagrad": 0.05, "rmsprop": 0.003, "adam":
 
 @pytest.mark.parametrize("plateau", [None, lrkit.Plateau(patience=0, factor=0.5, threshold=0.05)], ids=["plain", "plateau"])
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_member_equals_standalone_run(name: str, plateau: lrkit.Plateau | None) -> None:
+def test_member_equals_standalone_run(reference: Reference, name: str, plateau: lrkit.Plateau | None) -> None:
     opt = FAMILIES[name]
     lr = LRS[opt.family]
     members = [
         Member(lr=lr, optimizer=opt, plateau=plateau, seed=1),
         Member(lr=lrkit.warmup(lrkit.cosine(start=lr, steps=40), steps=8), optimizer=opt, plateau=plateau, seed=2),
     ]
-    assert_member_matches(get_problem("blobs"), members)
+    assert_member_matches(reference, get_problem("blobs"), members)
 
 
-def test_mixed_families_and_momentum_schedules_in_one_population() -> None:
+def test_mixed_families_and_momentum_schedules_in_one_population(reference: Reference) -> None:
     cyc = lrkit.cosine(start=0.95, end=0.85, steps=48)
     members = [
         Member(lr=0.05, optimizer=Optim("sgd", momentum=0.9), momentum=cyc, seed=0),
@@ -108,34 +99,34 @@ def test_mixed_families_and_momentum_schedules_in_one_population() -> None:
         Member(lr=lrkit.step_decay(start=0.01, factor=0.5, every=16), optimizer=Optim("rmsprop", momentum=0.3), seed=3),
         Member(lr=0.05, seed=4),
     ]
-    assert_member_matches(get_problem("blobs"), members)
+    assert_member_matches(reference, get_problem("blobs"), members)
 
 
-def test_shared_order_uses_the_data_seed() -> None:
+def test_shared_order_uses_the_data_seed(reference: Reference) -> None:
     members = [Member(lr=0.05, seed=s) for s in (0, 1)]
-    assert_member_matches(get_problem("moons"), members, epochs=2, order="shared", data_seed=7)
+    assert_member_matches(reference, get_problem("moons"), members, epochs=2, order="shared", data_seed=7)
 
 
-def test_members_sharing_a_seed_each_match_their_standalone_run() -> None:
+def test_members_sharing_a_seed_each_match_their_standalone_run(reference: Reference) -> None:
     # one data order and one initialization are drawn per distinct seed and shared by its members
     members = [Member(lr=lr, seed=s) for s in (3, 0) for lr in (0.05, 0.01)] + [Member(lr=0.02, seed=3)]
-    assert_member_matches(get_problem("blobs"), members, epochs=2)
+    assert_member_matches(reference, get_problem("blobs"), members, epochs=2)
 
 
-def test_vmapped_path_matches_for_a_cnn() -> None:
+def test_vmapped_path_matches_for_a_cnn(reference: Reference) -> None:
     p = get_problem("digits_cnn")
     # digits' exact zeros make max-pool ties, whose gradient either implementation may route to a different (equally valid) input
     noise = torch.Generator().manual_seed(0)
     x_train = p.x_train[:96] + 0.01 * torch.randn(p.x_train[:96].shape, generator=noise)
     small = dataclasses.replace(p, x_train=x_train, y_train=p.y_train[:96], x_test=p.x_test[:64], y_test=p.y_test[:64])
     assert not StackedModel(small, [0]).fast
-    assert_member_matches(small, [Member(lr=0.05, optimizer=Optim("sgd", momentum=0.9), seed=s) for s in (0, 1)], epochs=2)
+    assert_member_matches(reference, small, [Member(lr=0.05, optimizer=Optim("sgd", momentum=0.9), seed=s) for s in (0, 1)], epochs=2)
 
 
-def test_regression_problem_matches() -> None:
+def test_regression_problem_matches(reference: Reference) -> None:
     p = get_problem("regression")
     small = dataclasses.replace(p, x_train=p.x_train[:128], y_train=p.y_train[:128])
-    assert_member_matches(small, [Member(lr=0.01, optimizer=Optim("adam"), seed=s) for s in (0, 1)], epochs=2)
+    assert_member_matches(reference, small, [Member(lr=0.01, optimizer=Optim("adam"), seed=s) for s in (0, 1)], epochs=2)
     r = train(small, [Member(lr=0.01)], epochs=1)
     assert np.isnan(r.test_acc).all() and np.isfinite(r.test_loss).all()
 
@@ -176,6 +167,60 @@ def test_bad_input() -> None:
         Optim("lion")
     with pytest.raises(LabError, match="momentum"):
         Optim("nesterov", momentum=0.0)
+
+
+def test_member_takes_optimizer_specs_and_rejects_wrong_types() -> None:
+    assert Member(lr=0.1, optimizer="sgd(momentum=0.9)").optimizer == Optim("sgd", momentum=0.9)
+    assert Member(lr=0.1, optimizer="adam").optimizer == Optim("adam")
+    wrong_types = [
+        ({"lr": "fast"}, "lr"),
+        ({"lr": 0.1, "optimizer": torch.optim.SGD}, "optimizer"),
+        ({"lr": 0.1, "momentum": 0.9}, "momentum"),
+        ({"lr": 0.1, "plateau": object()}, "plateau"),
+        ({"lr": 0.1, "seed": 1.0}, "seed"),
+        ({"lr": 0.1, "seed": True}, "seed"),
+    ]
+    for kwargs, param in wrong_types:
+        with pytest.raises(LabTypeError, match=f"Member: parameter '{param}'"):
+            Member(**kwargs)  # type: ignore[arg-type]
+    for kwargs, param in [({"lr": -0.1}, "lr"), ({"lr": 0.1, "seed": -1}, "seed"), ({"lr": 0.1, "optimizer": "lion"}, "optimizer")]:
+        with pytest.raises(LabError, match=f"Member: parameter '{param}'") as caught:
+            Member(**kwargs)  # type: ignore[arg-type]
+        assert not isinstance(caught.value, TypeError)
+
+
+def test_plateau_is_any_plateau_like_controller() -> None:
+    class Halve:  # a user's own controller: halves the lr after every evaluation
+        def init(self) -> lrkit.protocols.ScaleState:
+            return _Scale(1.0)
+
+        def update(self, state: _Scale, metric: float, lr: float) -> _Scale:
+            return _Scale(state.scale / 2)
+
+    r = train(get_problem("blobs"), [Member(lr=0.1, plateau=Halve())], epochs=3)
+    np.testing.assert_allclose(r.lr[0], [0.1, 0.05, 0.025])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scale:
+    scale: float
+
+
+@pytest.mark.parametrize("momentum", [lrkit.constant(1.0), lrkit.linear(start=0.9, end=1.5, steps=20)], ids=["one", "rises-to-1.5"])
+def test_momentum_schedule_must_stay_below_one(momentum: lrkit.Schedule) -> None:
+    member = Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9), momentum=momentum)
+    with pytest.raises(LabError, match=r"Member: parameter 'momentum' must lie in \[0, 1\) at every step"):
+        train(get_problem("blobs"), [member], epochs=2)
+
+
+def test_train_rejects_wrong_types_as_type_errors() -> None:
+    p = get_problem("blobs")
+    for kwargs, param in [({"order": 3}, "order"), ({"epochs": 2.0}, "epochs"), ({"batch_size": "32"}, "batch_size"),
+                          ({"order": "shared", "data_seed": 0.5}, "data_seed")]:  # fmt: skip
+        with pytest.raises(LabTypeError, match=f"train: parameter '{param}'"):
+            train(p, [Member(lr=0.1)], **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(LabTypeError, match="members"):
+        train(p, [0.1])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("name", ["blobs", "regression"])

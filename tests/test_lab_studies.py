@@ -132,3 +132,33 @@ def test_bad_study_input() -> None:
         study("optimizer", values=["lion"])
     with pytest.raises(LabError, match="seeds"):
         study("lr", seeds=0)
+
+
+def test_optimizer_study_takes_specs_at_torchs_default_lr() -> None:
+    import inspect
+
+    import torch
+
+    members = members_of("optimizer", seeds=1, epochs=2)
+    assert [m.optimizer for m in members] == [lrkit.Optim(f) for f in ("sgd", "rmsprop", "adagrad", "adam")]
+    own = [torch.optim.SGD, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adam]
+    assert [m.lr(0) for m in members] == [inspect.signature(c).parameters["lr"].default for c in own]
+    r = study("optimizer", values=["SGD(momentum=0.9)", "adam(weight_decay=0.01)"], seeds=1, epochs=2)
+    assert r.values == ["sgd(momentum=0.9)", "adam(weight_decay=0.01)"]
+    with pytest.raises(LabError, match="distinct"):
+        study("optimizer", values=["sgd", "sgd(momentum=0.0)"])
+
+
+def test_bad_study_input_types_are_type_errors() -> None:
+    from lrkit.errors import LabTypeError
+
+    for kwargs, param in [({"seeds": 2.0}, "seeds"), ({"epochs": "3"}, "epochs"), ({"values": "0.1"}, "values"),
+                          ({"order": 1}, "order"), ({"fresh": 1}, "fresh"), ({"chunk": None}, "chunk")]:  # fmt: skip
+        with pytest.raises(LabTypeError, match=f"study: parameter '{param}'"):
+            study("lr", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(LabError, match="study: parameter 'order' must be one of 'member', 'shared'"):
+        study("lr", values=[0.1], order="random")
+    with pytest.raises(lrkit.ScheduleError, match="parse"):
+        study("schedule", values=["cosine(start=0.1)"])  # a spec's own error says what is wrong with it
+    with pytest.raises(LabError, match="schedule names"):
+        study("schedule", values=["cosinus"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from lrkit.lab.population import ORDERS
 from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
 
@@ -36,7 +37,10 @@ def split_values(text: str) -> list[str]:
 @click.command()
 @click.argument("name", type=click.Choice(list(STUDIES)))
 @click.option("--problem", default="blobs", show_default=True, help=f"A built-in problem ({', '.join(PROBLEMS)}) or pkg.module:function.")
-@click.option("--values", "values_text", default=None, help="Comma-separated values to try (default: the study's classic set).")
+@click.option(
+    "--values", "values_text", default=None,
+    help="Comma-separated values to try (default: the study's classic set); optimizer study: specs such as 'sgd(momentum=0.9)'.",
+)  # fmt: skip
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds per value.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the problem's).")
 @click.option(
@@ -45,9 +49,7 @@ def split_values(text: str) -> list[str]:
 )  # fmt: skip
 @click.option("--resume/--fresh", default=True, show_default=True, help="Finish a stored study in --out, or start over.")
 @click.option("--chunk", type=click.IntRange(min=1), default=100, show_default=True, help="Most members trained in one population.")
-@click.option(
-    "--order", type=click.Choice(["member", "shared"]), default="member", show_default=True, help="Minibatch order per seed or shared."
-)
+@click.option("--order", type=click.Choice(list(ORDERS)), default="member", show_default=True, help="Minibatch order per seed or shared.")
 @click.option("--device", default=None, help="Torch device to train on (default: cpu).")
 def study(
     name: str, problem: str, values_text: str | None, seeds: int, epochs: int | None, out: Path, resume: bool, chunk: int, order: str,

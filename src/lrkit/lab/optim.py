@@ -21,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from lrkit.errors import LabError, bad
+from lrkit import validate
+from lrkit.errors import LabError
 from lrkit.optim import FAMILIES, Optim
 
 if TYPE_CHECKING:
     import torch
+
 
 class BatchedOptimizer:
     """Update stacked parameters in place, each member by its own family and hyperparameters.
@@ -48,7 +50,9 @@ class BatchedOptimizer:
         import torch
 
         if not params or any(p.shape[0] != len(optims) for p in params):
-            raise LabError(bad("BatchedOptimizer", "params", f"must be tensors with a leading member axis of {len(optims)}", len(params)))
+            validate.fail(
+                "BatchedOptimizer", "params", f"must be tensors with a leading member axis of {len(optims)}", len(params), LabError
+            )
         self.params = list(params)
         self.optims = list(optims)
         self.steps = 0
@@ -102,8 +106,9 @@ class _Group:
         self.decays = bool(self.fixed["wd"].any())
         self.centered = optims[0].centered if family == "rmsprop" else False
         if any(o.centered != self.centered for o in optims):
-            flags = [o.centered for o in optims]
-            raise LabError(bad("BatchedOptimizer", "optims", "must agree on `centered` among rmsprop members", flags))
+            validate.fail(
+                "BatchedOptimizer", "optims", "must agree on `centered` among rmsprop members", [o.centered for o in optims], LabError
+            )
         n = len(optims)
         keys = () if plain else _STATE[family]
         self.state = [{k: torch.zeros((n, *p.shape[1:]), dtype=p.dtype, device=device) for k in keys} for p in params]

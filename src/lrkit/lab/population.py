@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import LabError, bad
-from lrkit.lab.optim import Optim
+from lrkit import validate
+from lrkit.errors import LabError
 from lrkit.lab.stacked import predicted
+from lrkit.optim import Optim
+from lrkit.protocols import PlateauLike, ScaleState
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.shapes import Constant
 
@@ -52,35 +53,34 @@ class Member:
 
     Args:
         lr: an lrkit schedule over optimizer steps, or a number (a constant lr).
-        optimizer: the optimizer family and hyperparameters (default plain SGD).
-        momentum: optional schedule of the momentum (Adam's beta1); default: the optimizer's own, constant.
-        plateau: optional `lrkit.Plateau`, fed the test loss after every epoch; its scale multiplies `lr`.
+        optimizer: an `lrkit.Optim` or its text spec ("adam", "sgd(momentum=0.9)"); default plain SGD.
+        momentum: optional schedule of the momentum (Adam's beta1), in [0, 1) at every step (checked by
+            `momentum_values`, when the steps are known); default: the optimizer's own, constant.
+        plateau: optional `lrkit.Plateau` (any `lrkit.protocols.PlateauLike`), fed the test loss after every
+            epoch; its scale multiplies `lr`.
         seed: seeds the model's initialization and (with the per-member data order) the minibatch order.
 
     Example:
-        >>> Member(lr=0.1).lr
-        constant(value=0.1)
+        >>> Member(lr=0.1).lr, Member(lr=0.1, optimizer="adam").optimizer.family
+        (constant(value=0.1), 'adam')
     """
 
     lr: Schedule | float
     optimizer: Optim = dataclasses.field(default_factory=Optim)
     momentum: Schedule | None = None
-    plateau: Any = None
+    plateau: PlateauLike | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool):
-            object.__setattr__(self, "lr", Constant(float(self.lr)))
-        if not isinstance(self.lr, Schedule):
-            raise LabError(bad("Member", "lr", "must be an lrkit schedule or a number", self.lr))
-        if not isinstance(self.optimizer, Optim):
-            raise LabError(bad("Member", "optimizer", "must be an lrkit.lab.Optim", self.optimizer))
-        if self.momentum is not None and not isinstance(self.momentum, Schedule):
-            raise LabError(bad("Member", "momentum", "must be an lrkit schedule or None", self.momentum))
-        if self.plateau is not None and not (hasattr(self.plateau, "init") and hasattr(self.plateau, "update")):
-            raise LabError(bad("Member", "plateau", "must be an lrkit.Plateau or None", self.plateau))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise LabError(bad("Member", "seed", "must be an integer", self.seed))
+        if validate.is_number(self.lr):
+            object.__setattr__(self, "lr", Constant(validate.non_negative("Member", "lr", self.lr, LabError)))
+        validate.instance("Member", "lr", self.lr, LabError, Schedule, "an lrkit schedule or a number")
+        object.__setattr__(self, "optimizer", Optim.of(self.optimizer, "Member", "optimizer"))
+        if self.momentum is not None:
+            validate.instance("Member", "momentum", self.momentum, LabError, Schedule, "an lrkit schedule or None")
+        if self.plateau is not None:
+            validate.instance("Member", "plateau", self.plateau, LabError, PlateauLike, "an lrkit.Plateau (init / update) or None")
+        validate.seed("Member", "seed", self.seed, LabError)
 
     def lr_values(self, steps: int) -> Array:
         """The member's scheduled lr at steps 0..steps-1 (before any plateau scale).
@@ -90,19 +90,24 @@ class Member:
             >>> Member(lr=lrkit.linear(start=1.0, end=0.0, steps=4)).lr_values(3).tolist()
             [1.0, 0.75, 0.5]
         """
-        schedule = self.lr if isinstance(self.lr, Schedule) else Constant(float(self.lr))
-        return schedule.values(np.arange(steps))
+        return cast(Schedule, self.lr).values(np.arange(steps))  # a number became a Constant in __post_init__
 
     def momentum_values(self, steps: int) -> Array:
-        """The member's momentum (or beta1) at steps 0..steps-1.
+        """The member's momentum (or beta1) at steps 0..steps-1; a momentum schedule must stay in [0, 1).
 
         Example:
             >>> Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9)).momentum_values(2).tolist()
             [0.9, 0.9]
         """
-        if self.momentum is not None:
-            return self.momentum.values(np.arange(steps))
-        return np.full(steps, float(self.optimizer.momentum or 0.0))
+        if self.momentum is None:
+            return np.full(steps, float(self.optimizer.momentum or 0.0))
+        values = self.momentum.values(np.arange(steps))
+        outside = np.flatnonzero(~((values >= 0) & (values < 1)))
+        if len(outside):
+            # the first bad step is named: a momentum of 1 or more makes the update grow without bound
+            step = int(outside[0])
+            validate.fail("Member", "momentum", f"must lie in [0, 1) at every step (step {step}: {values[step]})", self.momentum, LabError)
+        return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,17 +189,15 @@ def train(
 
 
 def _epochs(problem: Problem, epochs: int | None) -> int:
-    value = problem.epochs if epochs is None else epochs
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise LabError(bad("train", "epochs", "must be a positive integer", epochs))
-    return value
+    return validate.integer("train", "epochs", problem.epochs if epochs is None else epochs, LabError)
 
 
 def _batch_sizes(problem: Problem, batch_size: int | Sequence[int] | None, epochs: int) -> list[int]:
     given = problem.batch_size if batch_size is None else batch_size
-    sizes = [given] * epochs if isinstance(given, int) else list(given)
-    if len(sizes) != epochs or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
-        raise LabError(bad("train", "batch_size", f"must be a positive integer or {epochs} of them (one per epoch)", batch_size))
+    if validate.is_number(given):
+        return [validate.integer("train", "batch_size", given, LabError)] * epochs
+    sizes = [validate.integer("train", "batch_size", b, LabError) for b in validate.sequence("train", "batch_size", given, LabError)]
+    validate.length("train", "batch_size", sizes, LabError, epochs, "one per epoch")
     return sizes
 
 
@@ -213,30 +216,29 @@ class _Run:
 
         from lrkit.lab.optim import BatchedOptimizer
         from lrkit.lab.stacked import StackedModel
+        from lrkit.torch.data import steps_per_epoch
 
-        if not members or not all(isinstance(m, Member) for m in members):
-            raise LabError(bad("train", "members", "must be a non-empty sequence of Member", members))
-        if order not in ORDERS:
-            raise LabError(bad("train", "order", f"must be one of {list(ORDERS)}", order))
-        self.problem, self.members, self.epochs, self.order = problem, members, epochs, order
+        if not members:
+            validate.fail("train", "members", "must be a non-empty sequence of Member", members, LabError)
+        for member in members:
+            validate.instance("train", "members", member, LabError, Member, "a sequence of Member")
+        self.problem, self.members, self.epochs = problem, members, epochs
+        self.order = validate.choice("train", "order", order, LabError, ORDERS)
         self.sizes = _batch_sizes(problem, batch_size, epochs)
         self.model = StackedModel(problem, [m.seed for m in members], device)
         self.device = self.model.params[0].device
         self.data = [t.to(self.device) for t in (problem.x_train, problem.y_train, problem.x_test, problem.y_test)]
-        n = len(problem.x_train)
-        self.per_epoch = [math.ceil(n / b) for b in self.sizes]
+        self.per_epoch = [steps_per_epoch(len(problem.x_train), b) for b in self.sizes]
         total = sum(self.per_epoch)
         self.lr_table = np.stack([m.lr_values(total + 1) for m in members])  # + 1: the lr after the last step
         momentum = np.stack([m.momentum_values(total) for m in members])
         self.momentum = torch.tensor(momentum, dtype=torch.float64, device=self.device)
         free = (momentum == 0).all(axis=1).tolist()
         self.optimizer = BatchedOptimizer(self.model.params, [m.optimizer for m in members], momentum_free=free)
-        seeds = [data_seed] if order == "shared" else [m.seed for m in members]
-        # one generator per distinct seed: members sharing a seed share its data order, drawn once per epoch
-        distinct = {s: k for k, s in enumerate(dict.fromkeys(seeds))}
-        self.generators = [torch.Generator().manual_seed(s) for s in distinct]
-        self.order_of = torch.tensor([distinct[s] for s in seeds], device=self.device).expand(len(members))
-        self.plateau_states = [m.plateau.init() if m.plateau is not None else None for m in members]
+        self._data_orders(
+            [validate.seed("train", "data_seed", data_seed, LabError)] if self.order == "shared" else [m.seed for m in members]
+        )
+        self.plateau_states: list[ScaleState | None] = [m.plateau.init() if m.plateau is not None else None for m in members]
         self.scale = np.ones(len(members))
         self.alive = torch.ones(len(members), dtype=torch.bool, device=self.device)
         self.masking = self.device.type != "cpu"
@@ -246,30 +248,42 @@ class _Run:
         self.initial_test_loss = self.model.evaluate(problem, self.data[2], self.data[3])[0].cpu().numpy()
         self.updates: list[int] = []
 
-    def _orders(self) -> torch.Tensor:
+    def _data_orders(self, seeds: list[int]) -> None:
+        """One `MinibatchOrder` per distinct seed: members sharing a seed share its data order, drawn once per epoch."""
         import torch
 
-        n = len(self.problem.x_train)
-        perms = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
+        from lrkit.torch.data import MinibatchOrder
+
+        distinct = {s: k for k, s in enumerate(dict.fromkeys(seeds))}
+        self.data_orders = [MinibatchOrder(len(self.problem.x_train), s) for s in distinct]
+        self.order_of = torch.tensor([distinct[s] for s in seeds], device=self.device).expand(len(self.members))
+
+    def _orders(self) -> torch.Tensor:
+        """This epoch's permutation of the training set for every member, (P, n)."""
+        import torch
+
+        perms = torch.stack([order.permutation() for order in self.data_orders]).to(self.device)
         return perms[self.order_of]
 
     def train_epoch(self, epoch: int) -> None:
         """All minibatch updates of one epoch, then the evaluation, the records and the plateau updates."""
         import torch
 
-        x, y = self.data[0], self.data[1]
-        size, steps, n, members = self.sizes[epoch - 1], self.per_epoch[epoch - 1], len(self.data[0]), len(self.members)
+        from lrkit.torch.data import batch_slices
+
+        x, y, n = self.data[0], self.data[1], len(self.data[0])
+        slices, steps = batch_slices(n, self.sizes[epoch - 1]), self.per_epoch[epoch - 1]
         perms = self._orders()
         # the plateau scale changes only between epochs: this epoch's lrs are one table slice, a row per step
         lrs = torch.tensor((self.lr_table[:, self.step : self.step + steps] * self.scale[:, None]).T.copy(), device=self.device)
         moms = self.momentum[:, self.step : self.step + steps].T.contiguous()
-        seen = torch.zeros(2, steps, members, device=self.device)  # per step: mean loss and hits of each member's minibatch
-        for k in range(steps):
-            idx = perms[:, k * size : (k + 1) * size]
+        seen = torch.zeros(2, steps, len(self.members), device=self.device)  # per step: mean loss and hits of each member's minibatch
+        for k, rows in enumerate(slices):
+            idx = perms[:, rows]
             self._update(_rows(x, idx), _rows(y, idx), lrs[k], moms[k], seen[:, k])
             self.step += 1
-        weights = torch.full((steps,), float(size), dtype=torch.float64, device=self.device)
-        weights[-1] = n - size * (steps - 1)  # the last minibatch may be smaller
+        # each minibatch's mean loss weighs by its size: the last one may be smaller
+        weights = torch.tensor([float(r.stop - r.start) for r in slices], dtype=torch.float64, device=self.device)
         train = torch.stack([weights @ seen[0].double(), seen[1].double().sum(0)]) / n
         self._record(epoch, train, lrs[-1])
 
@@ -316,7 +330,7 @@ class _Run:
     def _plateaus(self, test_loss: Array, alive: npt.NDArray[np.bool_]) -> None:
         """Feed each member's plateau the test loss, with the lr before the plateau scale (as `Scheduler.observe`)."""
         for i, (member, state) in enumerate(zip(self.members, self.plateau_states)):
-            if state is None or not alive[i] or not math.isfinite(test_loss[i]):
+            if member.plateau is None or not alive[i] or not math.isfinite(test_loss[i]):
                 continue
             base = float(self.lr_table[i, self.step])
             new = member.plateau.update(state, float(test_loss[i]), base)

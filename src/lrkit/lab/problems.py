@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import LabError, bad
+from lrkit import validate
+from lrkit.errors import LabError
 
 if TYPE_CHECKING:
     import torch
@@ -69,15 +70,12 @@ class Problem:
     make_model: Callable[[], torch.nn.Module]
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise LabError(bad("Problem", "task", f"must be one of {list(TASKS)}", self.task))
+        validate.choice("Problem", "task", self.task, LabError, TASKS)
         for field in ("batch_size", "epochs"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LabError(bad("Problem", field, "must be a positive integer", value))
+            validate.integer("Problem", field, getattr(self, field), LabError)
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             sizes = (len(self.x_train), len(self.y_train), len(self.x_test), len(self.y_test))
-            raise LabError(bad("Problem", "y_train", "must have one target per input (train and test)", sizes))
+            validate.fail("Problem", "y_train", "must have one target per input (train and test)", sizes, LabError)
 
     def losses(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample losses (cross-entropy on logits, or squared error), shaped like `target`.
@@ -117,7 +115,9 @@ class Problem:
             0.6667
         """
         if self.task != "classification":
-            raise LabError(bad("Problem.accuracy", "task", "must be 'classification' (accuracy is undefined for regression)", self.task))
+            validate.fail(
+                "Problem.accuracy", "task", "must be 'classification' (accuracy is undefined for regression)", self.task, LabError
+            )
         return (output.argmax(-1) == target).float().mean(-1)
 
 
@@ -313,14 +313,12 @@ def get_problem(name: str, *, seed: int = 0) -> Problem:
         ...     print(str(e)[:60])
         get_problem: parameter 'name' must be a built-in problem (bl
     """
-    if not isinstance(name, str):
-        raise LabError(bad("get_problem", "name", "must be a string", name))
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise LabError(bad("get_problem", "seed", "must be an integer", seed))
+    validate.instance("get_problem", "name", name, LabError, str, "a string")
+    validate.seed("get_problem", "seed", seed, LabError)
     if ":" in name:
         return _user_problem(name, seed)
     if name not in _RECIPES:
-        raise LabError(bad("get_problem", "name", f"must be a built-in problem ({', '.join(PROBLEMS)}) or 'pkg.module:function'", name))
+        validate.fail("get_problem", "name", f"must be a built-in problem ({', '.join(PROBLEMS)}) or 'pkg.module:function'", name, LabError)
     return _built_in(name, seed)
 
 
@@ -345,13 +343,9 @@ def _built_in(name: str, seed: int) -> Problem:
 
 
 def _user_problem(target: str, seed: int) -> Problem:
-    module_name, _, func_name = target.partition(":")
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as e:
-        raise LabError(bad("get_problem", "name", f"must name an importable 'pkg.module:function' ({e})", target)) from None
+    func = _imported(target)
     if not callable(func):
-        raise LabError(bad("get_problem", "name", "must name a callable", target))
+        validate.fail("get_problem", "name", "must name a callable", target, LabError)
     accepts_seed = "seed" in inspect.signature(func).parameters
     made = func(seed=seed) if accepts_seed else func()
     if isinstance(made, Problem):
@@ -359,12 +353,22 @@ def _user_problem(target: str, seed: int) -> Problem:
     return _from_pair(target, made)
 
 
+def _imported(target: str) -> Any:
+    """The object "pkg.module:function" names; an import failure is the user's bad name, so it is a LabError."""
+    module_name, _, func_name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as e:
+        why = str(e)  # raised below, outside the handler, so the traceback shows one error, not two
+    validate.fail("get_problem", "name", f"must name an importable 'pkg.module:function' ({why})", target, LabError)
+
+
 def _from_pair(name: str, made: Any) -> Problem:
     import torch
 
     ok = isinstance(made, tuple) and len(made) == 2 and callable(made[0]) and isinstance(made[1], (tuple, list)) and len(made[1]) == 4
     if not ok:
-        raise LabError(bad("get_problem", "name", "must return a Problem or (make_model, (x_train, y_train, x_test, y_test))", name))
+        validate.fail("get_problem", "name", "must return a Problem or (make_model, (x_train, y_train, x_test, y_test))", name, LabError)
     make_model, arrays = made
     x_tr, y_tr, x_te, y_te = (torch.as_tensor(np.asarray(a)) for a in arrays)
     if y_tr.dtype.is_floating_point:

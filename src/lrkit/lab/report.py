@@ -1,5 +1,8 @@
 """A study's figures (the classic tutorial plots, with a band over seeds) and its self-contained HTML report.
 
+The report reads a study's result through `StudyData` (what it needs of one), so it
+never imports `lrkit.lab.results`: the result calls into the report, not back.
+
 Example:
     >>> from lrkit.lab.runner import study
     >>> r = study("lr", values=[0.1, 1e-4], seeds=2, epochs=3)
@@ -15,18 +18,48 @@ import html
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from lrkit.errors import LabError, bad
+from lrkit import validate
+from lrkit.errors import LabError
+from lrkit.lab.studies import STUDIES
 from lrkit.plot import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from lrkit.lab.results import StudyResult
+
+class StudyData(Protocol):
+    """What the report reads of a study's result; `lrkit.lab.StudyResult` is one.
+
+    Example:
+        >>> from lrkit.lab.runner import study
+        >>> r: StudyData = study("lr", values=[0.1], seeds=1, epochs=1)
+        >>> r.spec["study"], r.values, r.curves("test_loss")["0.1"].shape
+        ('lr', ['0.1'], (1, 1))
+    """
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+    @property
+    def table(self) -> dict[str, npt.NDArray[Any]]: ...
+
+    @property
+    def values(self) -> list[str]: ...
+
+    def curves(self, metric: str) -> dict[str, npt.NDArray[np.float64]]: ...
+
+    def final(self) -> dict[str, npt.NDArray[Any]]: ...
+
+    def capped_final_loss(self) -> npt.NDArray[np.float64]: ...
+
+    def summary(self, threshold: float = 0.75) -> list[dict[str, Any]]: ...
+
 
 TITLES = {"train_loss": "train loss", "test_loss": "test loss", "train_acc": "train accuracy", "test_acc": "test accuracy",
           "lr": "learning rate", "momentum": "momentum"}  # fmt: skip
@@ -52,7 +85,7 @@ def _band(ax: Axes, grid: np.ndarray, label: str, color: str) -> None:
     ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
 
 
-def plot_curves(result: StudyResult, metric: str = "acc") -> Figure:
+def plot_curves(result: StudyData, metric: str = "acc") -> Figure:
     """One subplot per value with train and test `metric` ("acc" or "loss") over epochs, mean ± std over seeds.
 
     Example:
@@ -61,8 +94,7 @@ def plot_curves(result: StudyResult, metric: str = "acc") -> Figure:
         >>> [ax.get_title() for ax in fig.axes]
         ['momentum=0', 'momentum=0.9']
     """
-    if metric not in ("acc", "loss"):
-        raise LabError(bad("plot_curves", "metric", "must be 'acc' or 'loss'", metric))
+    validate.choice("plot_curves", "metric", metric, LabError, ("acc", "loss"))
     train, test = result.curves(f"train_{metric}"), result.curves(f"test_{metric}")
     fig = _grid(len(result.values))
     for ax, label in zip(fig.axes, result.values):
@@ -78,7 +110,7 @@ def plot_curves(result: StudyResult, metric: str = "acc") -> Figure:
     return fig
 
 
-def plot_per_value(result: StudyResult, column: str) -> Figure:
+def plot_per_value(result: StudyData, column: str) -> Figure:
     """One subplot per value: `column` over epochs, one thin line per seed and the mean in bold.
 
     Example:
@@ -87,8 +119,7 @@ def plot_per_value(result: StudyResult, column: str) -> Figure:
         >>> fig.axes[0].get_ylabel()
         'learning rate'
     """
-    if column not in TITLES:
-        raise LabError(bad("plot_per_value", "column", f"must be one of {list(TITLES)}", column))
+    validate.choice("plot_per_value", "column", column, LabError, list(TITLES))
     fig = _grid(len(result.values))
     for ax, (label, grid) in zip(fig.axes, result.curves(column).items()):
         epochs = np.arange(1, grid.shape[1] + 1)
@@ -104,7 +135,7 @@ def plot_per_value(result: StudyResult, column: str) -> Figure:
     return fig
 
 
-def plot_sensitivity(result: StudyResult) -> Figure:
+def plot_sensitivity(result: StudyData) -> Figure:
     """Final test loss against the value (log x for positive values, else linear or categorical), mean ± std over seeds.
 
     A diverged member counts at its initial test loss, so a U over the lr stays visible.
@@ -136,7 +167,7 @@ def plot_sensitivity(result: StudyResult) -> Figure:
     return fig
 
 
-def figures(result: StudyResult) -> dict[str, Figure]:
+def figures(result: StudyData) -> dict[str, Figure]:
     """The study's figures by file stem: the classic ones for its kind plus the sensitivity curve.
 
     Example:
@@ -145,7 +176,8 @@ def figures(result: StudyResult) -> dict[str, Figure]:
         ['curves', 'loss', 'lr', 'sensitivity']
     """
     figs = {"curves": plot_curves(result, "acc"), "loss": plot_curves(result, "loss"), "sensitivity": plot_sensitivity(result)}
-    if result.spec["study"] in ("patience", "schedule", "decay", "batch"):
+    definition = STUDIES.get(result.spec["study"])
+    if definition is not None and definition.lr_varies:
         figs["lr"] = plot_per_value(result, "lr")
     if result.spec.get("task") == "regression":
         del figs["curves"]
@@ -164,7 +196,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def save(result: StudyResult, out: Path) -> list[Path]:
+def save(result: StudyData, out: Path) -> list[Path]:
     """Write `{study}-*.png`, `{study}-records.csv`, `{study}-final.csv` and `{study}-report.html` into `out`.
 
     Example:
@@ -200,7 +232,7 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _html(result: StudyResult, summary: list[dict[str, Any]], images: dict[str, bytes]) -> str:
+def _html(result: StudyData, summary: list[dict[str, Any]], images: dict[str, bytes]) -> str:
     spec = result.spec
     head = "".join(f"<th>{html.escape(k)}</th>" for k in summary[0]) if summary else ""
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values()) + "</tr>" for row in summary)

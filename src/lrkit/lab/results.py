@@ -1,5 +1,9 @@
 """A study's results: a tidy table (one row per member and epoch) with summaries, figures and saving.
 
+A `StudyResult` is plain data: `to_json(path)` / `StudyResult.load(path)` keep it exactly
+(NaN and infinities included); `save(out)` writes its figures, tables and HTML report,
+drawn by `lrkit.lab.report`, which reads the result and never imports this module.
+
 Example:
     >>> import numpy as np
     >>> t = {"member": np.array([0, 0]), "value": np.array(["0.1", "0.1"], dtype=object), "value_index": np.array([0, 0]),
@@ -17,10 +21,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+
+from lrkit import validate
+from lrkit._io import JsonResult
+from lrkit.errors import LabError, LrkitValueError
 
 if TYPE_CHECKING:
     import pandas
@@ -29,8 +37,12 @@ if TYPE_CHECKING:
 Columns = dict[str, npt.NDArray[Any]]
 
 
+# how a table column is kept in JSON: by its kind of numpy dtype
+_DTYPES = {"i": "int64", "u": "int64", "f": "float64", "b": "bool"}
+
+
 @dataclasses.dataclass(frozen=True)
-class StudyResult:
+class StudyResult(JsonResult):
     """What a study produced.
 
     Attributes:
@@ -38,11 +50,57 @@ class StudyResult:
         table: tidy columns, one entry per member and epoch: member, value, value_index, seed,
             epoch, updates, train_loss, train_acc, test_loss, test_acc, lr, momentum, diverged.
         initial_test_loss: each member's test loss before training (caps diverged members in the sensitivity curve).
+
+    Example:
+        >>> from lrkit.lab.runner import study
+        >>> r = study("lr", values=[0.1], seeds=1, epochs=2)
+        >>> StudyResult.from_json(r.to_json()).table["test_loss"].tolist() == r.table["test_loss"].tolist()
+        True
     """
 
     spec: dict[str, Any]
     table: Columns
     initial_test_loss: dict[int, float]
+    error: ClassVar[type[LrkitValueError]] = LabError
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data; a float that is not finite is written as the text "nan", "inf" or "-inf".
+
+        Example:
+            >>> r = StudyResult({"study": "lr", "values": ["1"]}, {"test_loss": np.array([np.inf, np.nan])}, {0: 1.5})
+            >>> r.to_dict()["table"]
+            {'test_loss': {'dtype': 'float64', 'values': ['inf', 'nan']}}
+        """
+        table = {}
+        for name, column in self.table.items():
+            dtype = _DTYPES.get(column.dtype.kind, "object")
+            cells = column.tolist()
+            table[name] = {"dtype": dtype, "values": [_json_float(v) for v in cells] if dtype == "float64" else cells}
+        losses = {str(m): _json_float(v) for m, v in self.initial_test_loss.items()}
+        return {"spec": self.spec, "table": table, "initial_test_loss": losses}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyResult:
+        """The `StudyResult` of `to_dict()`, exactly (column dtypes, NaN and infinities included).
+
+        Example:
+            >>> r = StudyResult({"study": "lr", "values": ["1"]}, {"epoch": np.array([1, 2])}, {0: float("nan")})
+            >>> back = StudyResult.from_dict(r.to_dict())
+            >>> back.table["epoch"].dtype, back.initial_test_loss
+            (dtype('int64'), {0: nan})
+        """
+        func = "StudyResult.from_dict"
+        validate.instance(func, "data", data, LabError, dict, "a dict (from StudyResult.to_dict)")
+        if set(data) != {"spec", "table", "initial_test_loss"}:
+            validate.fail(func, "data", "must have the keys 'spec', 'table' and 'initial_test_loss'", sorted(data), LabError)
+        spec = validate.instance(func, "spec", data["spec"], LabError, dict, "a dict")
+        columns = validate.instance(func, "table", data["table"], LabError, dict, "a dict of columns")
+        losses = validate.instance(func, "initial_test_loss", data["initial_test_loss"], LabError, dict, "a dict")
+        for m in losses:
+            if not (isinstance(m, str) and m.isdigit()):
+                validate.fail(func, "initial_test_loss", "must have member indices as keys", m, LabError)
+        initial = {int(m): _float(v) for m, v in losses.items()}
+        return cls(spec=spec, table={name: _column(name, column) for name, column in columns.items()}, initial_test_loss=initial)
 
     @property
     def values(self) -> list[str]:
@@ -213,6 +271,36 @@ class StudyResult:
         from lrkit.lab.report import save
 
         return save(self, Path(out))
+
+
+def _json_float(value: Any) -> Any:
+    """A float for JSON, which has no NaN or inf: those are written as text, which `float()` reads back exactly.
+
+    (`lrkit._io.finite_or_none` writes null, which cannot tell NaN from inf; a study's curves keep both.)
+    """
+    return value if value is None or math.isfinite(value) else repr(float(value))
+
+
+def _float(value: Any) -> Any:
+    """The float `_json_float` wrote (None stays None: a member whose initial loss was not stored)."""
+    if value is None or value in ("nan", "inf", "-inf"):
+        return value if value is None else float(value)
+    return validate.number("StudyResult.from_dict", "table", value, LabError, finite=False)
+
+
+def _column(name: str, column: Any) -> npt.NDArray[Any]:
+    """One table column from its JSON form `{"dtype": ..., "values": [...]}`, every cell checked."""
+    func, param = "StudyResult.from_dict", f"table[{name}]"
+    validate.instance(func, param, column, LabError, dict, "a {'dtype', 'values'} column")
+    dtype = validate.choice(func, param, column.get("dtype"), LabError, ("int64", "float64", "bool", "object"))
+    cells = validate.sequence(func, param, column.get("values"), LabError)
+    read: dict[str, Any] = {
+        "float64": _float,
+        "int64": lambda v: validate.integer(func, param, v, LabError, minimum=-(2**63)),
+        "bool": lambda v: validate.flag(func, param, v, LabError),
+        "object": lambda v: v,
+    }
+    return np.asarray([read[dtype](v) for v in cells], dtype=dtype)
 
 
 def _mean_std(x: npt.NDArray[np.float64]) -> tuple[float, float]:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrkit.errors import LabError, bad
-from lrkit.lab.population import Member, PopulationResult, train
+from lrkit import validate
+from lrkit.errors import LabError
+from lrkit.lab.population import ORDERS, Member, PopulationResult, train
 from lrkit.lab.problems import get_problem
 from lrkit.lab.results import StudyResult
 from lrkit.lab.store import METRICS, MemberRow, Store
@@ -63,15 +64,15 @@ def study(
         >>> r.values, len(r.to_pandas())
         (['0', '0.9'], 4)
     """
-    d = _definition(name)
-    prob = get_problem(problem)
-    plan = Plan(prob, _positive("epochs", prob.epochs if epochs is None else epochs))
-    seeds = _positive("seeds", seeds)
-    chunk = _positive("chunk", chunk)
-    chosen = list(d.defaults) if values is None else [d.read(str(v)) for v in values]
+    d, plan, chosen = _setup(name, problem, values, epochs)
+    prob = plan.problem
+    seeds = validate.integer("study", "seeds", seeds, LabError)
+    chunk = validate.integer("study", "chunk", chunk, LabError)
+    validate.choice("study", "order", order, LabError, ORDERS)
+    fresh, report = validate.flag("study", "fresh", fresh, LabError), validate.flag("study", "report", report, LabError)
     labels = [d.label(v) for v in chosen]
     if not labels or len(set(labels)) != len(labels):
-        raise LabError(bad("study", "values", "must be a non-empty list of distinct values", values))
+        validate.fail("study", "values", "must be a non-empty list of distinct values", values, LabError)
     spec = {"study": name, "problem": problem, "task": prob.task, "what": d.what, "axis": d.axis, "values": labels,
             "seeds": seeds, "epochs": plan.epochs, "order": order}  # fmt: skip
     store = Store(Path(out) / f"{name}.sqlite" if out is not None else ":memory:", spec, fresh=fresh)
@@ -87,16 +88,14 @@ def study(
     return result
 
 
-def _definition(name: str) -> StudyDef:
-    if name not in STUDIES:
-        raise LabError(bad("study", "name", f"must be one of {list(STUDIES)}", name))
-    return STUDIES[name]
-
-
-def _positive(param: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise LabError(bad("study", param, "must be a positive integer", value))
-    return value
+def _setup(name: str, problem: str, values: Sequence[Any] | None, epochs: int | None) -> tuple[StudyDef, Plan, list[Any]]:
+    """The study's definition, its training plan and the values it tries (read and checked)."""
+    d = STUDIES[validate.choice("study", "name", name, LabError, list(STUDIES))]
+    prob = get_problem(problem)
+    plan = Plan(prob, validate.integer("study", "epochs", prob.epochs if epochs is None else epochs, LabError))
+    if values is not None:
+        values = validate.sequence("study", "values", values, LabError)
+    return d, plan, list(d.defaults) if values is None else [d.read(str(v)) for v in values]
 
 
 def _run_pending(d: StudyDef, plan: Plan, chosen: list[Any], labels: list[str], seeds: int, store: Store, **kw: Any) -> None:
@@ -142,11 +141,8 @@ def members_of(
         >>> [m.optimizer.momentum for m in members_of("momentum", values=[0.5, 0.9], seeds=1)]
         [0.5, 0.9]
     """
-    d = _definition(name)
-    prob = get_problem(problem)
-    plan = Plan(prob, _positive("epochs", prob.epochs if epochs is None else epochs))
-    chosen = list(d.defaults) if values is None else [d.read(str(v)) for v in values]
-    return [d.member(v, s, plan) for v, s in itertools.product(chosen, range(_positive("seeds", seeds)))]
+    d, plan, chosen = _setup(name, problem, values, epochs)
+    return [d.member(v, s, plan) for v, s in itertools.product(chosen, range(validate.integer("study", "seeds", seeds, LabError)))]
 
 
 __all__ = ["members_of", "study"]

@@ -20,7 +20,8 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lrkit.errors import LabError, bad
+from lrkit import validate
+from lrkit.errors import LabError
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +73,7 @@ class StackedModel:
         from torch.func import stack_module_state
 
         if not seeds:
-            raise LabError(bad("StackedModel", "seeds", "must name at least one member", seeds))
+            validate.fail("StackedModel", "seeds", "must name at least one member", seeds, LabError)
         built: dict[int, torch.nn.Module] = {}  # members with one seed start from the same weights: build them once
         with torch.random.fork_rng(devices=[]):
             for seed in dict.fromkeys(seeds):

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import LabError, bad
+from lrkit import validate
+from lrkit.errors import LabError
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "momentum")
 _SCHEMA = f"""
@@ -74,8 +75,8 @@ class Store:
         if saved and saved != wanted:
             self.db.close()
             changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            raise LabError(
-                bad("study", "out", f"holds this study with another spec (differs in {changed}); pass fresh=True / --fresh", self.path)
+            validate.fail(
+                "study", "out", f"holds this study with another spec (differs in {changed}); pass fresh=True / --fresh", self.path, LabError
             )
         if not saved:
             with self.db:

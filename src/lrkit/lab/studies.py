@@ -15,15 +15,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import lrkit.schedules as sch
-from lrkit.errors import LabError, LrkitError, bad
-from lrkit.lab.optim import FAMILIES, Optim
+from lrkit import validate
+from lrkit.control.plateau import Plateau
+from lrkit.errors import LabError
 from lrkit.lab.population import Member
+from lrkit.optim import FAMILIES, Optim
 
 if TYPE_CHECKING:
     from lrkit.lab.problems import Problem
@@ -46,7 +47,9 @@ class Plan:
     @property
     def steps_per_epoch(self) -> int:
         """Minibatches per epoch at the problem's batch size (the last one may be smaller)."""
-        return math.ceil(len(self.problem.x_train) / self.problem.batch_size)
+        from lrkit.torch.data import steps_per_epoch  # torch is loaded by the problem already; not at import, for the CLI
+
+        return steps_per_epoch(len(self.problem.x_train), self.problem.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -57,6 +60,9 @@ class Plan:
 @dataclasses.dataclass(frozen=True)
 class StudyDef:
     """One study: its default values, how a value is read and labelled, and the member (and batch sizes) it makes.
+
+    `lr_varies` marks studies whose lr changes during training (a schedule, a plateau, a decay):
+    their report adds the lr over epochs per value.
 
     Example:
         >>> STUDIES["momentum"].label(0.9), STUDIES["patience"].read("5")
@@ -70,6 +76,7 @@ class StudyDef:
     read: Callable[[str], Any]
     member: Callable[[Any, int, Plan], Member]
     batches: Callable[[Any, Plan], list[int] | None] = lambda value, plan: None
+    lr_varies: bool = False
 
     def label(self, value: Any) -> str:
         """The value as written in tables and legends.
@@ -83,36 +90,39 @@ class StudyDef:
 
 def _number(kind: type, low: float, high: float, name: str) -> Callable[[str], Any]:
     def read(text: str) -> Any:
-        try:
-            value = kind(float(text)) if kind is float else int(text)
-        except ValueError:
-            raise LabError(bad("study", "values", f"must be {kind.__name__} numbers for the {name} study", text)) from None
+        value = _parsed(kind, text)
+        if value is None:
+            validate.fail("study", "values", f"must be {kind.__name__} numbers for the {name} study", text, LabError)
         if not low <= value < high:
-            raise LabError(bad("study", "values", f"must lie in [{low}, {high}) for the {name} study", text))
+            validate.fail("study", "values", f"must lie in [{low}, {high}) for the {name} study", text, LabError)
         return value
 
     return read
 
 
-def torch_default_lr(family: str) -> float:
-    """torch.optim's own default lr of a family ("library defaults" of the optimizer study).
-
-    Example:
-        >>> torch_default_lr("adam")
-        0.001
-    """
-    import torch
-
-    kind = {"sgd": torch.optim.SGD, "nesterov": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
-    cls = kind.get(family, torch.optim.Adam if family == "adam" else torch.optim.AdamW)
-    return float(inspect.signature(cls).parameters["lr"].default)
+def _parsed(kind: type, text: str) -> float | int | None:
+    """`text` read as a `kind` number, or None (the caller raises, outside this handler, with the study's name)."""
+    try:
+        return float(text) if kind is float else int(text)
+    except ValueError:
+        return None
 
 
-def _family(text: str) -> str:
-    name = text.strip().lower()
-    if name not in FAMILIES:
-        raise LabError(bad("study", "values", f"must be optimizer names ({', '.join(FAMILIES)}) for the optimizer study", text))
-    return name
+def _optimizer_value(text: str) -> str:
+    """An optimizer study value: a family name, optionally with arguments ("sgd(momentum=0.9)"), as its short spec."""
+    spec = text.strip().lower()
+    if spec.partition("(")[0].strip() not in FAMILIES:
+        names = ", ".join(FAMILIES)
+        validate.fail(
+            "study", "values", f"must be optimizer names ({names}) for the optimizer study, optionally with arguments", text, LabError
+        )
+    return Optim.of(spec, "study", "values").spec
+
+
+def _optimizer_member(value: str, seed: int, plan: Plan) -> Member:
+    """The "library defaults" of the optimizer study: each family at torch.optim's own default lr."""
+    optimizer = Optim.parse(value)
+    return Member(lr=optimizer.default_lr, optimizer=optimizer, seed=seed)
 
 
 def named_schedules(plan: Plan) -> dict[str, sch.Schedule]:
@@ -149,10 +159,9 @@ def _schedule_value(text: str) -> str:
     name = text.strip()
     if name in SCHEDULE_NAMES:
         return name
-    try:
-        sch.parse(name)
-    except LrkitError as e:
-        raise LabError(bad("study", "values", f"must be schedule names ({', '.join(SCHEDULE_NAMES)}) or lrkit specs ({e})", text)) from None
+    if "(" not in name:
+        validate.fail("study", "values", f"must be schedule names ({', '.join(SCHEDULE_NAMES)}) or lrkit specs", text, LabError)
+    sch.parse(name)  # a bad spec raises its ScheduleError, which says what is wrong with it
     return name
 
 
@@ -171,7 +180,7 @@ def _milestones(plan: Plan) -> list[int]:
 
 def _batch_arm(text: str) -> str:
     if text.strip() not in BATCH_ARMS:
-        raise LabError(bad("study", "values", f"must be arms of the batch study ({', '.join(BATCH_ARMS)})", text))
+        validate.fail("study", "values", f"must be arms of the batch study ({', '.join(BATCH_ARMS)})", text, LabError)
     return text.strip()
 
 
@@ -193,9 +202,7 @@ def _batch_sizes(value: str, plan: Plan) -> list[int] | None:
     return [min(n, size * BATCH_FACTOR ** sum(epoch >= g for g in grows)) for epoch in range(plan.epochs)]
 
 
-def _plateau(patience: int) -> Any:
-    from lrkit.control.plateau import Plateau
-
+def _plateau(patience: int) -> Plateau:
     # the classic: ReduceLROnPlateau on the validation loss, factor 0.1, min_delta 1e-7 (absolute)
     return Plateau(patience=patience, factor=0.1, threshold=1e-7, threshold_mode="abs")
 
@@ -208,12 +215,11 @@ STUDIES: dict[str, StudyDef] = {
         StudyDef("momentum", "momentum", (0.0, 0.5, 0.9, 0.99), "linear", _number(float, 0.0, 1.0, "momentum"),
                  lambda v, seed, plan: Member(lr=plan.problem.lr, optimizer=Optim("sgd", momentum=v), seed=seed)),
         StudyDef("decay", "inverse-time decay per update", (1e-1, 1e-2, 1e-3, 1e-4), "log", _number(float, 1e-12, 1e3, "decay"),
-                 lambda v, seed, plan: Member(lr=sch.inverse_time(start=plan.problem.lr, decay=v), seed=seed)),
+                 lambda v, seed, plan: Member(lr=sch.inverse_time(start=plan.problem.lr, decay=v), seed=seed), lr_varies=True),
         StudyDef("patience", "plateau patience (epochs)", (2, 5, 10, 15), "linear", _number(int, 0, 10**6, "patience"),
-                 lambda v, seed, plan: Member(lr=plan.problem.lr, plateau=_plateau(v), seed=seed)),
-        StudyDef("optimizer", "optimizer", ("sgd", "rmsprop", "adagrad", "adam"), "category", _family,
-                 lambda v, seed, plan: Member(lr=torch_default_lr(v), optimizer=Optim(v), seed=seed)),
-        StudyDef("schedule", "schedule", SCHEDULE_NAMES, "category", _schedule_value, _schedule_member),
-        StudyDef("batch", "lr decay vs batch growth", BATCH_ARMS, "category", _batch_arm, _batch_member, _batch_sizes),
+                 lambda v, seed, plan: Member(lr=plan.problem.lr, plateau=_plateau(v), seed=seed), lr_varies=True),
+        StudyDef("optimizer", "optimizer", ("sgd", "rmsprop", "adagrad", "adam"), "category", _optimizer_value, _optimizer_member),
+        StudyDef("schedule", "schedule", SCHEDULE_NAMES, "category", _schedule_value, _schedule_member, lr_varies=True),
+        StudyDef("batch", "lr decay vs batch growth", BATCH_ARMS, "category", _batch_arm, _batch_member, _batch_sizes, lr_varies=True),
     )
 }  # fmt: skip
