@@ -189,3 +189,21 @@ def test_parse_list_keeps_commas_inside_parentheses() -> None:
             parse_list(empty)
     with pytest.raises(LabError, match="parse_list: parameter 'optimizer'"):
         parse_list("sgd,lion")
+
+
+def test_review_fixes_unused_fields_groups_and_decoupled_adam() -> None:
+    for bad in (dict(family="adagrad", momentum=0.9), dict(family="sgd", eps=1e-8), dict(family="sgd", beta2=0.5)):
+        with pytest.raises(LabError, match="is not used by"):
+            lrkit.Optim(**bad)
+    assert lrkit.Optim("sgd", eps=0.0).eps == 0.0  # the default value itself is harmless
+    with pytest.raises(LabError, match="literal values only"):
+        lrkit.Optim.parse("sgd(momentum={[1]: 2})")
+    w = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(LabError, match="decoupled_weight_decay"):
+        lrkit.Optim.from_torch(torch.optim.Adam(w, decoupled_weight_decay=True, weight_decay=0.1))
+    a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    two = torch.optim.SGD([{"params": [a], "momentum": 0.9}, {"params": [b], "momentum": 0.0, "lr": 0.5}], lr=0.1)
+    with pytest.raises(LabError, match="every param group"):
+        lrkit.Optim.from_torch(two)
+    same = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
+    assert lrkit.Optim.from_torch(same) == lrkit.Optim("sgd", momentum=0.9)

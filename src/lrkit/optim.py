@@ -41,6 +41,15 @@ DEFAULTS: dict[str, tuple[float, float, float, float]] = {
 FAMILIES: tuple[str, ...] = tuple(DEFAULTS)
 # torch.optim's own default lr of each family (tests/test_optim.py reads them from torch's signatures)
 DEFAULT_LRS: dict[str, float] = {"sgd": 1e-3, "nesterov": 1e-3, "adagrad": 1e-2, "rmsprop": 1e-2, "adam": 1e-3, "adamw": 1e-3}
+# the fields each family's torch optimizer reads (the others must stay unset or at their default)
+USED: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum", "weight_decay"),
+    "nesterov": ("momentum", "weight_decay"),
+    "adagrad": ("eps", "weight_decay"),
+    "rmsprop": ("momentum", "beta2", "eps", "weight_decay"),
+    "adam": ("momentum", "beta2", "eps", "weight_decay"),
+    "adamw": ("momentum", "beta2", "eps", "weight_decay"),
+}
 HELP = "an optimizer: sgd, nesterov, adagrad, rmsprop, adam or adamw, optionally with arguments, e.g. 'sgd(momentum=0.9)'"
 _FIELDS = ("momentum", "beta2", "eps", "weight_decay")
 
@@ -75,6 +84,9 @@ class Optim:
         validate.choice("Optim", "family", self.family, LabError, FAMILIES)
         for field, default in zip(_FIELDS, DEFAULTS[self.family]):
             value = getattr(self, field)
+            if value is not None and field not in USED[self.family] and value != default:
+                uses = ", ".join(USED[self.family])
+                validate.fail("Optim", field, f"is not used by {self.family} (it uses {uses})", value, LabError)
             if value is None:
                 value = default
             elif field in ("momentum", "beta2"):
@@ -150,7 +162,7 @@ class Optim:
                 validate.fail(func, param, f"has an unknown argument {kw.arg!r} (valid: {valid})", value, LabError)
             try:
                 kwargs[kw.arg] = ast.literal_eval(kw.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 validate.fail(func, param, "must give literal values only", value, LabError)
         return cls(node.func.id, **kwargs)
 
@@ -219,13 +231,18 @@ class Optim:
         if not isinstance(optimizer, torch.optim.Optimizer):
             validate.wrong_type(func, "optimizer", f"must be an lrkit.Optim, a name or a {supported}", optimizer, LabError)
         g = optimizer.param_groups[0]
+        per_group = ("params", "lr", "initial_lr")
+        for other in optimizer.param_groups[1:]:
+            if {k: v for k, v in other.items() if k not in per_group} != {k: v for k, v in g.items() if k not in per_group}:
+                why = "must use the same hyperparameters in every param group (lrs apart)"
+                validate.fail(func, "optimizer", why, kind_name(optimizer), LabError)
         kind = type(optimizer)
         # options lrkit's families do not model, with the values at which they change nothing
         unmodelled: dict[type, dict[str, Any]] = {
             torch.optim.SGD: {"dampening": 0, "maximize": False},
             torch.optim.Adagrad: {"lr_decay": 0, "initial_accumulator_value": 0, "maximize": False},
             torch.optim.RMSprop: {"maximize": False},
-            torch.optim.Adam: {"amsgrad": False, "maximize": False},
+            torch.optim.Adam: {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False},
             torch.optim.AdamW: {"amsgrad": False, "maximize": False},
         }
         if kind not in unmodelled:
@@ -243,6 +260,16 @@ class Optim:
                        centered=bool(g["centered"]))  # fmt: skip
         family = "adam" if kind is torch.optim.Adam else "adamw"
         return cls(family, momentum=float(g["betas"][0]), beta2=float(g["betas"][1]), eps=float(g["eps"]), weight_decay=wd)
+
+
+def kind_name(obj: Any) -> str:
+    """The class name of `obj` (for messages).
+
+    Example:
+        >>> kind_name(3)
+        'int'
+    """
+    return type(obj).__name__
 
 
 def split_specs(text: str) -> list[str]:
