@@ -6,6 +6,9 @@ import hashlib
 import math
 import pickle
 import random
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -204,9 +207,9 @@ def no_grad_model() -> nn.Module:
 BAD_INPUTS: list[tuple[str, dict[str, Any]]] = [
     ("'start' must be below end", {"start": 1.0, "end": 0.1}),
     ("'steps' must be an integer >= 10", {"steps": 9}),
-    ("'start' must be a finite number", {"start": math.nan}),
-    ("'end' must be a finite number", {"end": math.inf}),
-    ("'smoothing' must be", {"smoothing": 1.0}),
+    ("'start' must be finite", {"start": math.nan}),
+    ("'end' must be finite", {"end": math.inf}),
+    ("'smoothing' must lie in \\[0, 1\\)", {"smoothing": 1.0}),
     ("'diverge' must be", {"diverge": -1.0}),
     ("'mode' must be one of", {"mode": "cosine"}),
     ("'train_data' must yield at least one batch", {"train_data": []}),
@@ -215,6 +218,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any]]] = [
     ("'model' must have trainable parameters", {"model": no_grad_model()}),
     ("'loss_fn' must return a scalar", {"loss_fn": lambda out, y: nn.functional.cross_entropy(out, y, reduction="none")}),
     ("'accumulation_steps' must be", {"accumulation_steps": 0}),
+    ("'steps' must be at most 100000", {"steps": 100_001}),
 ]
 
 
@@ -277,3 +281,60 @@ def test_result_round_trips_and_plots(tmp_path: Any) -> None:
     assert sum(f"{name}" in " ".join(labels) for name in result.suggestions if result.suggestions[name]) >= 4
     low, high = result.bounds()
     assert low <= high
+
+
+def erf_step(lr: float) -> float:
+    """A loss falling from 2 to 0 as an erf in log10(lr) centred at 1e-3 (0.32 decades wide): known bounds after smoothing."""
+    return 1.0 - math.erf((math.log10(lr) + 3.0) / (math.sqrt(2) * 0.32))
+
+
+def known_bounds() -> tuple[float, float]:
+    """The bounds of `erf_step` over 600 updates from 1e-6, 100 per decade: the lag-free window (sigma 24 updates)
+    over an erf of width 32 updates is an erf of width 40, which has made 10% of its drop at z = -erfinv(0.8)."""
+    half = 0.9061938 * math.sqrt(2) * 40  # updates from the centre (update 300) to the 10% and 90% points
+    return 10.0 ** ((math.ceil(300 - half) - 600) / 100), 10.0 ** ((math.ceil(300 + half) - 600) / 100)
+
+
+@pytest.mark.parametrize("higher_is_better", [False, True])
+def test_bounds_of_a_curve_with_known_answer(higher_is_better: bool) -> None:
+    sign = -1.0 if higher_is_better else 1.0  # an "accuracy" that rises where the loss falls has the same bounds
+    model, opt, step_fn = lr_probe(lambda lr: sign * erf_step(lr))
+    metric = (lambda m, batch: sign * erf_step(opt.param_groups[0]["lr"])) if higher_is_better else None
+    result = find_lr(model, opt, None, [0], start=1e-6, end=10 ** -0.01, steps=600, step_fn=step_fn, metric=metric, diverge=None)
+    assert result.stop_reason == "completed" and result.higher_is_better is higher_is_better
+    low, high = result.bounds()
+    expected_low, expected_high = known_bounds()
+    assert low == pytest.approx(expected_low, rel=1e-9) and high == pytest.approx(expected_high, rel=1e-9)
+    assert result.suggestions["lrkit"] == pytest.approx(expected_high, rel=1e-9)  # the end of the descent: 90% of the drop
+    assert LRFinderResult.from_json(result.to_json()).bounds() == (low, high) == tuple(result.to_dict()["bounds"])
+
+
+def test_divergence_test_smooths_like_the_result() -> None:
+    from lrkit.analysis import suggest
+    from lrkit.torch.finder.loop import DivergenceTest
+
+    values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]
+    test = DivergenceTest(None, 3, 0.9)
+    seen = []
+    for v in values:
+        test.update(v)
+        seen.append(test.ema.average / (1.0 - 0.9**test.ema.count))
+    assert seen == suggest.smooth(values, 0.9).tolist()
+
+
+def test_a_saved_result_loads_and_plots_without_torch(tmp_path: Any) -> None:
+    model, opt, step_fn = lr_probe(erf_step)
+    result = find_lr(model, opt, None, [0], start=1e-6, end=1.0, steps=100, step_fn=step_fn)
+    result.to_json(tmp_path / "r.json")
+    code = f"""
+        import sys
+        sys.modules["torch"] = None  # as on a machine without torch: `import torch` raises ImportError
+        import lrkit
+        r = lrkit.LRFinderResult.load({str(tmp_path / "r.json")!r})
+        r.plot().savefig({str(tmp_path / "r.png")!r})
+        print(r.suggestion, r.bounds(), "torch" in sys.modules and sys.modules["torch"] is not None)
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == repr(result.suggestion) and done.stdout.strip().endswith("False")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"

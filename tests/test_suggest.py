@@ -127,15 +127,72 @@ def test_too_short_curves_give_none_or_raise() -> None:
         suggest.get_rule("nope")
 
 
-def test_bounds_follow_the_drop() -> None:
-    lrs = np.logspace(-4, 0, 401)
-    y = 1.0 - np.tanh(np.log10(lrs) + 2.0)  # drop from ~2 to ~0 around 1e-2; a 10% / 90% drop at atanh(+-0.8)
-    low, high = suggest.bounds(lrs, y)
-    x_t, y_t = suggest.prepare(lrs, y)
-    top, bottom = y_t.max(), y_t.min()
-    assert y_t[x_t == low][0] <= top - 0.1 * (top - bottom) < y_t[x_t < low][-1]
-    assert y_t[x_t == high][0] <= bottom + 0.1 * (top - bottom) < y_t[x_t < high][-1]
-    assert suggest.bounds(lrs, -5 + 3 * y) == (low, high)
+def flat_drop_explode(lrs: np.ndarray) -> np.ndarray:
+    """Flat at 2 below 1e-4, linear in log10(lr) down to 0 at 1e-2, flat to 1e-1, then exploding: every answer known."""
+    t = np.log10(lrs)
+    return np.clip(-(t + 2.0), 0.0, 2.0) + 100.0 * np.clip(t + 1.0, 0.0, None) ** 2
+
+
+# 100 points per decade from 1e-6, offset by half a step so no grid point sits exactly on a threshold
+HALF_STEP_LRS = 10.0 ** (np.arange(600) / 100.0 - 6.0 + 0.005)
+
+
+def test_bounds_on_a_curve_with_known_answer() -> None:
+    # the loss falls 2 -> 0 linearly over log10 lr in [-4, -2]: 10% of the drop is done at -3.8, 90% at -2.2
+    low, high = suggest.bounds(HALF_STEP_LRS, flat_drop_explode(HALF_STEP_LRS))
+    assert math.log10(low) == pytest.approx(-3.795) and math.log10(high) == pytest.approx(-2.195)
+    assert suggest.bounds(HALF_STEP_LRS, -5 + 3 * flat_drop_explode(HALF_STEP_LRS)) == (low, high)
+
+
+def test_lrkit_rule_on_an_erf_descent_with_known_smoothing() -> None:
+    # a Gaussian window (sigma 24 points = 4% of 600) over an erf step of width 32 points gives an erf of width 40
+    i = np.arange(600)
+    y = 1.0 - np.asarray([math.erf((k - 300) / (math.sqrt(2) * 32)) for k in i])
+    reached = 300 + 0.9061938 * math.sqrt(2) * 40  # 1 - erf(z) = 0.2 at z = erfinv(0.8)
+    assert suggest.lrkit_rule(HALF_STEP_LRS, y) == HALF_STEP_LRS[math.ceil(reached)]
+
+
+def dense_smooth_centred(y: np.ndarray, width: float = 0.04) -> np.ndarray:
+    """The former O(n^2) formula, kept as the oracle of the O(n) one."""
+    sigma = max(width * y.size, 1e-9)
+    idx = np.arange(y.size, dtype=np.float64)
+    weights = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2)
+    return np.asarray(weights @ y / weights.sum(axis=1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 57, 120, 301, 1000, 2500])
+@pytest.mark.parametrize("width", [0.0, 0.01, 0.04, 0.3])
+def test_smooth_centred_equals_the_dense_window(n: int, width: float) -> None:
+    y = 3.0 * np.random.default_rng(n).standard_normal(n) + np.linspace(0.0, 5.0, n)
+    np.testing.assert_allclose(suggest.smooth_centred(y, width), dense_smooth_centred(y, width), rtol=1e-12, atol=1e-12)
+
+
+def test_smooth_centred_of_a_long_curve_needs_little_memory() -> None:
+    import tracemalloc
+
+    n = 20_000  # the dense window would need n * n * 8 bytes = 3.2 GB
+    y = 2.0 + 0.5 * np.arange(n)
+    tracemalloc.start()
+    smoothed = suggest.smooth_centred(y)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * n * 8  # a few arrays of n floats, not n^2
+    window = int(suggest.KERNEL_RADIUS * 0.04 * n)  # a symmetric window keeps a straight line exactly, away from the ends
+    np.testing.assert_allclose(smoothed[window:-window], y[window:-window], rtol=1e-12)
+    assert smoothed[0] > y[0] and smoothed[-1] < y[-1]  # at the ends the window leans inwards
+
+
+def test_ema_is_the_one_smoother() -> None:
+    x = bowl(LRS, noise=0.2)
+    ema = suggest.Ema(0.9)
+    assert [ema.update(v) for v in x] == suggest.smooth(x, 0.9).tolist()
+    with pytest.raises(FinderError, match="'beta' must lie in"):
+        suggest.Ema(1.0)
+
+
+def test_objective_negates_only_higher_is_better() -> None:
+    assert suggest.objective([0.5, 2.0], higher_is_better=True).tolist() == [-0.5, -2.0]
+    assert suggest.objective([0.5, 2.0], higher_is_better=False).tolist() == [0.5, 2.0]
 
 
 def test_warnings() -> None:

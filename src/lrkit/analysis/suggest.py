@@ -15,7 +15,7 @@ Rules (``RULES``):
 - ``slide``: Novetta's rule, with a threshold relative to the curve's range (so it is scale-free).
 - ``lrkit``: the default, designed from `lrkit bench finder` (see `lrkit_rule`).
 
-A metric where higher is better is handled by the caller negating it.
+A metric where higher is better is negated by `objective` before any rule reads it.
 
 Example:
     >>> import numpy as np
@@ -27,22 +27,61 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import FinderError, bad
+from lrkit import validate
+from lrkit.errors import FinderError
 
 Array = npt.NDArray[np.float64]
 Rule = Callable[[npt.ArrayLike, npt.ArrayLike], float]
 
 SKIP_START = 0.1  # the first 10% of a test: the optimizer has barely moved, the curve is mostly noise
 SKIP_END = 5  # the last points: the loss is exploding and the smoothing lags behind it
+KERNEL_RADIUS = 9.0  # sigmas: exp(-0.5 * 9**2) < 1e-17, below float64's resolution of the window's sum
+
+
+def objective(values: npt.ArrayLike, higher_is_better: bool) -> Array:
+    """The recorded signal as a quantity to minimise: the one place a "higher is better" metric is negated.
+
+    The suggestion rules, the bounds, the warnings and the finder's divergence test all minimise.
+
+    Example:
+        >>> objective([0.5, 0.9], higher_is_better=True).tolist()
+        [-0.5, -0.9]
+    """
+    array = np.asarray(values, dtype=np.float64)
+    return -array if higher_is_better else array
+
+
+class Ema:
+    """The bias-corrected exponential moving average, one value at a time: `v_t / (1 - beta**t)`.
+
+    The one smoother of the range test: `smooth` runs it over a recorded curve and the
+    finder's divergence test runs it live, so both see the same numbers.
+
+    Example:
+        >>> ema = Ema(0.5)
+        >>> [round(ema.update(v), 4) for v in (1.0, 1.0, 4.0)]
+        [1.0, 1.0, 2.7143]
+    """
+
+    def __init__(self, beta: float = 0.98) -> None:
+        self.beta = validate.probability("Ema", "beta", beta, FinderError)
+        self.average, self.count = 0.0, 0
+
+    def update(self, value: float) -> float:
+        """Add one value; return the smoothed value so far."""
+        self.count += 1
+        self.average = self.beta * self.average + (1.0 - self.beta) * value
+        return self.average / (1.0 - self.beta**self.count)
 
 
 def smooth(losses: npt.ArrayLike, beta: float = 0.98) -> Array:
-    """The bias-corrected exponential moving average `v_t / (1 - beta**t)` (fastai's, Lightning's).
+    """The bias-corrected exponential moving average `v_t / (1 - beta**t)` (fastai's, Lightning's) of a curve.
 
     It is affine-equivariant: `smooth(a * x + b) == a * smooth(x) + b`, so rules and the
     divergence test built on it work for negative losses and any loss scale.
@@ -51,15 +90,8 @@ def smooth(losses: npt.ArrayLike, beta: float = 0.98) -> Array:
         >>> smooth([1.0, 1.0, 4.0], beta=0.5).round(4).tolist()
         [1.0, 1.0, 2.7143]
     """
-    x = np.asarray(losses, dtype=np.float64)
-    if not 0.0 <= beta < 1.0:
-        raise FinderError(bad("smooth", "beta", "must be in [0, 1)", beta))
-    out = np.empty_like(x)
-    avg = 0.0
-    for t, value in enumerate(x, start=1):
-        avg = beta * avg + (1.0 - beta) * value
-        out[t - 1] = avg / (1.0 - beta**t)
-    return out
+    ema = Ema(validate.probability("smooth", "beta", beta, FinderError))
+    return np.array([ema.update(v) for v in np.asarray(losses, dtype=np.float64).ravel()], dtype=np.float64)
 
 
 def finite_prefix(lrs: npt.ArrayLike, losses: npt.ArrayLike, func: str = "finite_prefix") -> tuple[Array, Array]:
@@ -72,13 +104,13 @@ def finite_prefix(lrs: npt.ArrayLike, losses: npt.ArrayLike, func: str = "finite
     x = np.asarray(lrs, dtype=np.float64).ravel()
     y = np.asarray(losses, dtype=np.float64).ravel()
     if x.shape != y.shape:
-        raise FinderError(bad(func, "losses", f"must have one loss per lr ({x.size})", y.size))
+        validate.fail(func, "losses", f"must have one loss per lr ({x.size})", y.size, FinderError)
     bad_at = np.flatnonzero(~np.isfinite(y) | ~np.isfinite(x))
     cut = int(bad_at[0]) if bad_at.size else x.size
     positive = x[:cut] > 0
     x, y = x[:cut][positive], y[:cut][positive]
     if x.size < 3:
-        raise FinderError(bad(func, "losses", "must start with at least 3 finite losses at positive lrs", x.size))
+        validate.fail(func, "losses", "must start with at least 3 finite losses at positive lrs", x.size, FinderError)
     return x, y
 
 
@@ -171,16 +203,27 @@ def smooth_centred(losses: npt.ArrayLike, width: float = 0.04) -> Array:
 
     The range test's EMA lags by about `1 / (1 - beta)` points (50 at beta = 0.98: four decades of a
     default test), which moves every feature of the curve to larger lrs; a centred window does not.
+    Each point is the weighted mean of its neighbours, the weights renormalised at the ends of the
+    curve. The window is cut where its weight falls below 1e-17 of its peak (`KERNEL_RADIUS` sigmas),
+    so memory is O(n) and the values equal the full window's to about 1e-15.
 
     Example:
         >>> smooth_centred([0.0, 0.0, 3.0, 0.0, 0.0], width=0.0).tolist()
         [0.0, 0.0, 3.0, 0.0, 0.0]
     """
-    y = np.asarray(losses, dtype=np.float64)
+    y = np.asarray(losses, dtype=np.float64).ravel()
+    if y.size == 0:
+        return np.empty(0, dtype=np.float64)
     sigma = max(width * y.size, 1e-9)
-    idx = np.arange(y.size, dtype=np.float64)
-    weights = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2)
-    return np.asarray(weights @ y / weights.sum(axis=1), dtype=np.float64)
+    radius = min(y.size - 1, math.ceil(KERNEL_RADIUS * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weighted = np.convolve(y, kernel)[radius : radius + y.size]
+    # the weight each point's window keeps inside the curve: kernel[radius - left : radius + right + 1]
+    cumulative = np.concatenate(([0.0], np.cumsum(kernel)))
+    i = np.arange(y.size)
+    left, right = np.minimum(radius, i), np.minimum(radius, y.size - 1 - i)
+    return np.asarray(weighted / (cumulative[radius + right + 1] - cumulative[radius - left]), dtype=np.float64)
 
 
 def lrkit_rule(lrs: npt.ArrayLike, losses: npt.ArrayLike, fraction: float = 0.1) -> float:
@@ -224,9 +267,7 @@ def get_rule(name: str) -> Rule:
         >>> get_rule("minimum")([1, 10, 100], [3.0, 1.0, 2.0])
         1.0
     """
-    if name not in RULES:
-        raise FinderError(bad("get_rule", "name", f"must be one of {sorted(RULES)}", name))
-    return RULES[name]
+    return RULES[validate.choice("get_rule", "name", name, FinderError, sorted(RULES))]
 
 
 def suggest_all(

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
+from lrkit.optim import HELP, Optim
+
 if TYPE_CHECKING:
-    from lrkit.torch.finder_result import LRFinderResult
+    from lrkit.finder_result import LRFinderResult
 
 
 @click.command()
 @click.option("--problem", default="blobs", show_default=True, help="A built-in problem (e.g. blobs, digits) or 'pkg.module:function'.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True, help="SGD (momentum 0.9) or Adam.")
+@click.option("--optimizer", default="sgd(momentum=0.9)", show_default=True, help=f"The optimizer spec: {HELP}.")
 @click.option("--start", type=float, default=1e-7, show_default=True, help="First lr of the ramp.")
 @click.option("--end", type=float, default=10.0, show_default=True, help="Last lr of the ramp.")
 @click.option("--steps", type=int, default=100, show_default=True, help="Optimizer updates in the test.")
@@ -30,23 +32,15 @@ def find(problem: str, optimizer: str, start: float, end: float, steps: int, mod
 
     Example: lrkit find --problem digits --optimizer adam --out runs/digits
     """
-    import torch
-
-    from lrkit.bench.finder import epoch_batches, make_optimizer
+    spec = Optim.of(optimizer, "lrkit find", "--optimizer")  # a bad spec: one line, exit 2, before any work
     from lrkit.lab.problems import get_problem
-    from lrkit.torch.finder import find_lr
+    from lrkit.torch.finder import find_on_problem
 
     p = get_problem(problem, seed=seed)
-    torch.manual_seed(seed)
-    model = p.make_model()
-    val = None
-    if val_batches is not None:
-        val = [(p.x_test[i : i + p.batch_size], p.y_test[i : i + p.batch_size]) for i in range(0, len(p.x_test), p.batch_size)]
-    result = find_lr(model, make_optimizer(optimizer, model.parameters(), p.lr), p.loss, epoch_batches(p, seed, 1),
-                     start=start, end=end, steps=steps, mode=mode, repeats=repeats, val_data=val, val_batches=val_batches,
-                     metric=p.accuracy if accuracy else None)  # fmt: skip
+    result = find_on_problem(p, spec, seed=seed, val_batches=val_batches, accuracy=accuracy,
+                             start=start, end=end, steps=steps, mode=mode, repeats=repeats)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    result.plot(title=f"{p.name} / {optimizer}: {result.signal}").savefig(out / "lr_find.png", dpi=120)
+    result.plot(title=f"{p.name} / {spec.spec}: {result.signal}").savefig(out / "lr_find.png", dpi=120)
     result.to_json(out / "lr_find.json")
     _report(result, out)
 

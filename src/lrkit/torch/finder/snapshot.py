@@ -17,25 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-def to_cpu(obj: Any) -> Any:
-    """A deep copy of `obj` with every tensor cloned to CPU (dicts, lists and tuples are walked).
-
-    Example:
-        >>> import torch
-        >>> state = {"a": [torch.ones(2)], "b": 3}
-        >>> saved = to_cpu(state)
-        >>> _ = saved["a"][0].add_(1)
-        >>> state["a"][0].tolist(), saved["b"]
-        ([1.0, 1.0], 3)
-    """
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_cpu(v) for v in obj)
-    return copy.deepcopy(obj)
+from lrkit.torch._tensors import cpu_copy
 
 
 class Snapshot:
@@ -55,13 +37,13 @@ class Snapshot:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Any = None) -> None:
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.params: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = [
-            (p, p.detach().to("cpu", copy=True), _grad(p)) for p in model.parameters()
+            (p, cpu_copy(p), cpu_copy(p.grad)) for p in model.parameters()
         ]
-        self.buffers = [(b, b.detach().to("cpu", copy=True)) for b in model.buffers()]
+        self.buffers = [(b, cpu_copy(b)) for b in model.buffers()]
         self.modes = [(m, m.training) for m in model.modules()]
         state = optimizer.state_dict()
         # hyperparameters stay where they are (a tensor lr of a fused optimizer lives on its device); state goes to CPU
-        self.optim = {"state": to_cpu(state["state"]), "param_groups": copy.deepcopy(state["param_groups"])}
+        self.optim = {"state": cpu_copy(state["state"]), "param_groups": copy.deepcopy(state["param_groups"])}
         self.extra_optim_params = _optimizer_only_params(model, optimizer)
         self.scaler_state = _scaler_state(scaler)
         self.rng = _rng_state()
@@ -79,7 +61,7 @@ class Snapshot:
                 b.copy_(value)
         for m, training in self.modes:
             m.training = training
-        self.optimizer.load_state_dict({"state": to_cpu(self.optim["state"]), "param_groups": copy.deepcopy(self.optim["param_groups"])})
+        self.optimizer.load_state_dict({"state": cpu_copy(self.optim["state"]), "param_groups": copy.deepcopy(self.optim["param_groups"])})
         _restore_scaler(self.scaler, self.scaler_state)
         if rng:
             _set_rng_state(self.rng)
@@ -105,10 +87,6 @@ def transaction(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler
         snapshot.restore()
 
 
-def _grad(p: torch.Tensor) -> torch.Tensor | None:
-    return None if p.grad is None else p.grad.detach().to("cpu", copy=True)
-
-
 def _set_grad(p: torch.Tensor, grad: torch.Tensor | None) -> None:
     if grad is None:
         p.grad = None
@@ -122,16 +100,16 @@ def _optimizer_only_params(model: torch.nn.Module, optimizer: torch.optim.Optimi
     """Tensors the optimizer updates that are not the model's (e.g. a learnable loss temperature)."""
     own = {id(p) for p in model.parameters()}
     extra = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in own]
-    return [(p, p.detach().to("cpu", copy=True), _grad(p)) for p in extra]
+    return [(p, cpu_copy(p), cpu_copy(p.grad)) for p in extra]
 
 
 def _scaler_state(scaler: Any) -> dict[str, Any] | None:
     if scaler is None:
         return None
     return {
-        "state": copy.deepcopy(scaler.state_dict()),
-        "scale": None if scaler._scale is None else scaler._scale.detach().to("cpu", copy=True),
-        "tracker": None if scaler._growth_tracker is None else scaler._growth_tracker.detach().to("cpu", copy=True),
+        "state": cpu_copy(scaler.state_dict()),
+        "scale": cpu_copy(scaler._scale),  # None until the scaler's first use
+        "tracker": cpu_copy(scaler._growth_tracker),
         "per_optimizer": copy.deepcopy(dict(scaler._per_optimizer_states)),  # a few flags, empty between iterations
     }
 
@@ -140,7 +118,7 @@ def _restore_scaler(scaler: Any, saved: dict[str, Any] | None) -> None:
     if scaler is None or saved is None:
         return
     if saved["state"]:
-        scaler.load_state_dict(copy.deepcopy(saved["state"]))
+        scaler.load_state_dict(cpu_copy(saved["state"]))
     for attr, key in (("_scale", "scale"), ("_growth_tracker", "tracker")):
         value, current = saved[key], getattr(scaler, attr)
         if value is None:
