@@ -4,16 +4,16 @@ Every result (the range test's, a study's, a trajectory, a search) is plain data
 `to_dict()` / `from_dict(d)`; this mixin adds the rest on top, the same everywhere:
 `to_json(path=None)` returns the JSON text (and writes it when given a path),
 `from_json(text)` reads it, `load(path)` reads a file. JSON has no NaN or inf:
-`finite_or_none` writes them as null and `nan_if_none` reads null back as NaN.
+`json_float` writes them as the text "nan", "inf", "-inf" and `read_float` reads them back exactly.
 
 Example:
     >>> import dataclasses
     >>> @dataclasses.dataclass
     ... class Point(JsonResult):
     ...     x: float
-    ...     def to_dict(self): return {"x": finite_or_none(self.x)}
+    ...     def to_dict(self): return {"x": json_float(self.x)}
     ...     @classmethod
-    ...     def from_dict(cls, d): return cls(nan_if_none(d["x"]))
+    ...     def from_dict(cls, d): return cls(read_float(d["x"]))
     >>> Point.from_json(Point(float("nan")).to_json()).x
     nan
 """
@@ -78,21 +78,30 @@ class JsonResult:
         return cls.from_json(text)
 
 
-def finite_or_none(value: Any) -> float | None:
-    """A float for JSON: None stands for NaN and infinities.
+def json_float(value: Any) -> Any:
+    """A float for JSON, which has no NaN or inf: those are written as the text "nan", "inf", "-inf" (None stays None).
 
     Example:
-        >>> finite_or_none(float("inf")), finite_or_none(2)
-        (None, 2.0)
+        >>> json_float(float("inf")), json_float(float("nan")), json_float(2)
+        ('inf', 'nan', 2.0)
     """
-    return float(value) if value is not None and math.isfinite(float(value)) else None
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else repr(value)
 
 
-def nan_if_none(value: Any) -> float:
-    """The float that `finite_or_none` wrote (None reads as NaN).
+def read_float(value: Any, none: float | None = math.nan) -> Any:
+    """The float that `json_float` wrote; None (how older files wrote any non-finite value) reads as `none`.
 
     Example:
-        >>> nan_if_none(None)
-        nan
+        >>> read_float("-inf"), read_float(None), read_float(0.5)
+        (-inf, nan, 0.5)
     """
-    return math.nan if value is None else float(value)
+    if value is None:
+        return none
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LrkitValueError(bad("read_float", "value", "must be a number, 'nan', 'inf', '-inf' or null", value))
+    return float(value)

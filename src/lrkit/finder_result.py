@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lrkit import validate
-from lrkit._io import JsonResult, finite_or_none, nan_if_none
+from lrkit._io import JsonResult, json_float, read_float
 from lrkit.analysis import suggest
 from lrkit.errors import FinderError
 
@@ -206,17 +206,17 @@ class LRFinderResult(JsonResult):
         return lr
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite numbers become None) with the `bounds` too; `from_dict` reads it back.
+        """A JSON-ready dict (non-finite numbers as "nan"/"inf" text) with the `bounds` too; `from_dict` reads it back.
 
         Example:
             >>> LRFinderResult([0.1], [float("nan")], [float("nan")], 0, "non-finite", None, {}).to_dict()["losses"]
-            [None]
+            ['nan']
         """
         out = dataclasses.asdict(self)
         for key in ("losses", "smoothed"):
-            out[key] = [finite_or_none(v) for v in out[key]]
-        out["runs"] = [[finite_or_none(v) for v in run] for run in out["runs"]]
-        out["spread"] = finite_or_none(self.spread)
+            out[key] = [json_float(v) for v in out[key]]
+        out["runs"] = [[json_float(v) for v in run] for run in out["runs"]]
+        out["spread"] = json_float(self.spread)
         out["bounds"] = list(self.bounds()) if self.has_curve() else None
         return out
 
@@ -236,9 +236,9 @@ class LRFinderResult(JsonResult):
             validate.fail("LRFinderResult.from_dict", "data", f"must have the keys {required}", sorted(data), FinderError)
         kept = {f.name: data[f.name] for f in fields if f.name in data}
         for key in ("losses", "smoothed"):
-            kept[key] = [nan_if_none(v) for v in kept[key]]
-        kept["runs"] = [[nan_if_none(v) for v in run] for run in kept.get("runs", [])]
-        kept["spread"] = nan_if_none(kept.get("spread", 1.0))
+            kept[key] = [read_float(v) for v in kept[key]]
+        kept["runs"] = [[read_float(v) for v in run] for run in kept.get("runs", [])]
+        kept["spread"] = read_float(kept.get("spread", 1.0))
         return cls(**kept)
 
     def plot(self, title: str | None = None) -> Figure:

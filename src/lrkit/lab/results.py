@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrkit import validate
-from lrkit._io import JsonResult
+from lrkit._io import JsonResult, json_float, read_float
 from lrkit.errors import LabError, LrkitValueError
 
 if TYPE_CHECKING:
@@ -75,8 +75,8 @@ class StudyResult(JsonResult):
         for name, column in self.table.items():
             dtype = _DTYPES.get(column.dtype.kind, "object")
             cells = column.tolist()
-            table[name] = {"dtype": dtype, "values": [_json_float(v) for v in cells] if dtype == "float64" else cells}
-        losses = {str(m): _json_float(v) for m, v in self.initial_test_loss.items()}
+            table[name] = {"dtype": dtype, "values": [json_float(v) for v in cells] if dtype == "float64" else cells}
+        losses = {str(m): json_float(v) for m, v in self.initial_test_loss.items()}
         return {"spec": self.spec, "table": table, "initial_test_loss": losses}
 
     @classmethod
@@ -273,18 +273,10 @@ class StudyResult(JsonResult):
         return save(self, Path(out))
 
 
-def _json_float(value: Any) -> Any:
-    """A float for JSON, which has no NaN or inf: those are written as text, which `float()` reads back exactly.
-
-    (`lrkit._io.finite_or_none` writes null, which cannot tell NaN from inf; a study's curves keep both.)
-    """
-    return value if value is None or math.isfinite(value) else repr(float(value))
-
-
 def _float(value: Any) -> Any:
-    """The float `_json_float` wrote (None stays None: a member whose initial loss was not stored)."""
+    """A float cell that `json_float` wrote (None stays None: a member whose initial loss was not stored)."""
     if value is None or value in ("nan", "inf", "-inf"):
-        return value if value is None else float(value)
+        return read_float(value, none=None)
     return validate.number("StudyResult.from_dict", "table", value, LabError, finite=False)
 
 
