@@ -1,4 +1,8 @@
-"""lrkit.EarlyStopping: when it stops, which weights it puts back, its state, bad input."""
+"""lrkit.EarlyStopping: when it stops, which weights it puts back, its state, bad input.
+
+`lrkit.EarlyStopping` is the torch layer's class (`lrkit.torch.early_stopping`): the pure
+decision of `lrkit.control.EarlyStopping` plus the kept weights.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import pytest
 import torch
 
 import lrkit
-from lrkit.control.early_stopping import EarlyStopping, EarlyStoppingState
+from lrkit.control import early_stopping as pure
+from lrkit.control.early_stopping import EarlyStoppingState
+from lrkit.torch.early_stopping import EarlyStopping
 
 
-def _decisions(stopper: EarlyStopping, metrics: list[float]) -> list[bool]:
+def _decisions(stopper: pure.EarlyStopping, metrics: list[float]) -> list[bool]:
     return [stopper.observe(m) for m in metrics]
 
 
@@ -112,3 +118,38 @@ def test_bad_metric_raises_and_keeps_state(metric: Any) -> None:
 
 def test_lazy_export() -> None:
     assert lrkit.EarlyStopping is EarlyStopping
+
+
+@pytest.mark.parametrize("cls", [pure.EarlyStopping, EarlyStopping])
+def test_the_pure_decision_and_the_torch_class_decide_alike(cls: type[pure.EarlyStopping]) -> None:
+    metrics = [1.0, 0.8, 0.85, 0.7, 0.75, 0.72, 0.71, 0.9]
+    stopper = cls(patience=3)
+    assert _decisions(stopper, metrics) == [False] * 6 + [True, True]
+    assert stopper.state == EarlyStoppingState(best=0.7, best_evaluation=3, bad_evals=3, evaluations=8, stop=True)
+
+
+def test_the_pure_decision_keeps_no_weights() -> None:
+    stopper = pure.EarlyStopping(patience=1)
+    assert not hasattr(stopper, "best_weights") and not hasattr(stopper, "restore")
+    stopper.observe(0.5)
+    assert stopper.state_dict() == {"state": {"best": 0.5, "best_evaluation": 0, "bad_evals": 0, "evaluations": 1, "stop": False}}
+    with pytest.raises(TypeError):
+        stopper.observe(0.4, torch.nn.Linear(1, 1))  # type: ignore[call-arg]
+    assert repr(stopper) == "EarlyStopping(mode='min', patience=1, min_delta=0.0)"
+    assert repr(EarlyStopping(patience=2)) == "EarlyStopping(mode='min', patience=2, min_delta=0.0, restore_best=True)"
+
+
+def test_the_torch_class_extends_the_pure_decision() -> None:
+    assert issubclass(EarlyStopping, pure.EarlyStopping) and lrkit.control.EarlyStopping is pure.EarlyStopping
+
+
+@pytest.mark.parametrize("bad", [{"best_weights": None}, "state", None])
+def test_the_pure_decision_rejects_a_foreign_state(bad: Any) -> None:
+    with pytest.raises(lrkit.ControlError, match="state_dict"):
+        pure.EarlyStopping().load_state_dict(bad)
+
+
+def test_a_model_of_the_wrong_type_is_a_type_error() -> None:
+    with pytest.raises(lrkit.ControlError, match="model") as info:
+        EarlyStopping().observe(0.5, "model")  # type: ignore[arg-type]
+    assert isinstance(info.value, TypeError)

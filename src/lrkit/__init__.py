@@ -55,12 +55,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "Scheduler": "lrkit.torch.scheduler",
     "Plateau": "lrkit.control.plateau",
-    "EarlyStopping": "lrkit.control.early_stopping",
+    "EarlyStopping": "lrkit.torch.early_stopping",
     "Guard": "lrkit.torch.guard",
     "Monitor": "lrkit.torch.monitor",
     "LearningRateMonitor": "lrkit.torch.monitor",
     "find_lr": "lrkit.torch.finder",
-    "LRFinderResult": "lrkit.torch.finder",
+    "LRFinderResult": "lrkit.finder_result",
     "plot_schedule": "lrkit.plot",
 }
 _SUBPACKAGES = ("analysis", "control", "lab", "landscape", "optim", "plot", "protocols", "torch", "schedules", "validate")

@@ -105,3 +105,28 @@ def read_float(value: Any, none: float | None = math.nan) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LrkitValueError(bad("read_float", "value", "must be a number, 'nan', 'inf', '-inf' or null", value))
     return float(value)
+
+
+def json_array(values: Any) -> Any:
+    """A (nested) numeric array as JSON-ready lists, each non-finite float as `json_float` writes it.
+
+    Example:
+        >>> json_array([[1.0, float("inf")]])
+        [[1.0, 'inf']]
+    """
+    items = values.tolist() if hasattr(values, "tolist") else values
+    if isinstance(items, (list, tuple)):
+        return [json_array(v) for v in items]
+    return json_float(items)
+
+
+def read_array(values: Any) -> Any:
+    """The nested lists of floats that `json_array` wrote, every cell read by `read_float`.
+
+    Example:
+        >>> read_array([[1.0, "inf"], [None, 2]])
+        [[1.0, inf], [nan, 2.0]]
+    """
+    if isinstance(values, list):
+        return [read_array(v) for v in values]
+    return read_float(values)

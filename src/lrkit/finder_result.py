@@ -189,7 +189,7 @@ class LRFinderResult(JsonResult):
             >>> r.apply(opt), [g["lr"] for g in opt.param_groups]
             (0.5, [0.5, 0.05])
         """
-        from lrkit.torch.scheduler import _write  # the torch layer, only when a torch optimizer is at hand
+        from lrkit.torch.scheduler import write_hyperparameter  # the torch layer, only when a torch optimizer is at hand
 
         if rule is not None:
             suggest.get_rule(rule)  # an unknown name lists the valid ones
@@ -202,7 +202,7 @@ class LRFinderResult(JsonResult):
         validate.length("LRFinderResult.apply", "optimizer.param_groups", ratios, FinderError, len(optimizer.param_groups),
                         "as many as the tested optimizer's")  # fmt: skip
         for group, ratio in zip(optimizer.param_groups, ratios):
-            _write(group, "lr", lr * ratio)
+            write_hyperparameter(group, "lr", lr * ratio)
         return lr
 
     def to_dict(self) -> dict[str, Any]:

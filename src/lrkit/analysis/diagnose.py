@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import ControlError, bad
+from lrkit import validate
+from lrkit.errors import ControlError
 
 KINDS = ("lr_too_high", "lr_too_low", "plateau", "healthy")
 Array = npt.NDArray[np.float64]
@@ -164,25 +165,26 @@ def diagnose(
 
 def _thresholds(given: dict[str, Any]) -> Thresholds:
     names = [f.name for f in dataclasses.fields(Thresholds)]
+    counts = {"windows": 4, "spikes": 1}  # the least of each count
+    checked: dict[str, Any] = {}
     for name, value in given.items():
         if name not in names:
-            raise ControlError(bad("diagnose", name, f"is not a threshold (valid: {', '.join(names)})", value))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ControlError(bad("diagnose", name, "must be a positive number", value))
-    for name, least in (("windows", 4), ("spikes", 1)):
-        if name in given and (not isinstance(given[name], int) or given[name] < least):
-            raise ControlError(bad("diagnose", name, f"must be an integer >= {least}", given[name]))
-    return Thresholds(**given)
+            validate.fail("diagnose", name, f"is not a threshold (valid: {', '.join(names)})", value, ControlError)
+        if name in counts:
+            checked[name] = validate.integer("diagnose", name, value, ControlError, minimum=counts[name])
+        else:
+            checked[name] = validate.positive("diagnose", name, value, ControlError)
+    return Thresholds(**checked)
 
 
 def _check_lengths(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None, ratio: Array | None, windows: int) -> None:
     for name, column in (("loss", loss), ("lr", lr), ("update_ratio", ratio)):
         if column is not None and column.shape != steps.shape:
-            raise ControlError(bad("diagnose", name, f"must have one value per step ({steps.shape[0]})", column.shape))
+            validate.fail("diagnose", name, f"must have one value per step ({steps.shape[0]})", column.shape, ControlError)
     if steps.ndim != 1 or len(steps) < 2 * windows:
-        raise ControlError(bad("diagnose", "steps", f"must hold at least {2 * windows} records (2 per window)", len(steps)))
+        validate.fail("diagnose", "steps", f"must hold at least {2 * windows} records (2 per window)", len(steps), ControlError)
     if np.any(np.diff(steps) <= 0):
-        raise ControlError(bad("diagnose", "steps", "must increase", steps))
+        validate.fail("diagnose", "steps", "must increase", steps, ControlError)
 
 
 def _diverged(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None) -> Finding | None:

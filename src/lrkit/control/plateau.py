@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
+from collections.abc import Callable
+from typing import Any
 
-from lrkit.control._common import MODES, THRESHOLD_MODES, checked, is_better, metric_value, worst
-from lrkit.errors import ControlError, bad
-from lrkit.schedules import _check
+from lrkit import validate
+from lrkit.control._common import MODES, THRESHOLD_MODES, is_better, worst
+from lrkit.errors import ControlError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,27 +90,25 @@ class Plateau:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        name = "Plateau"
-        checked(_check.choice, name, "mode", self.mode, MODES)
-        checked(_check.choice, name, "threshold_mode", self.threshold_mode, THRESHOLD_MODES)
-        factor = checked(_check.positive, name, "factor", self.factor)
-        if factor == 1.0:
-            raise ControlError(bad(name, "factor", "must differ from 1 (< 1 lowers the lr on a plateau, > 1 raises it)", self.factor))
-        object.__setattr__(self, "factor", factor)
-        object.__setattr__(self, "patience", checked(_check.integer, name, "patience", self.patience, minimum=0))
-        object.__setattr__(self, "cooldown", checked(_check.integer, name, "cooldown", self.cooldown, minimum=0))
-        object.__setattr__(self, "threshold", checked(_check.non_negative, name, "threshold", self.threshold))
-        object.__setattr__(self, "min_lr", checked(_check.non_negative, name, "min_lr", self.min_lr))
-        object.__setattr__(self, "eps", checked(_check.non_negative, name, "eps", self.eps))
-        object.__setattr__(self, "max_lr", self._checked_max_lr())
+        validate.choice("Plateau", "mode", self.mode, ControlError, MODES)
+        validate.choice("Plateau", "threshold_mode", self.threshold_mode, ControlError, THRESHOLD_MODES)
+        self._check("factor", validate.positive)
+        if self.factor == 1.0:
+            requirement = "must differ from 1 (< 1 lowers the lr on a plateau, > 1 raises it)"
+            validate.fail("Plateau", "factor", requirement, self.factor, ControlError)
+        self._check("patience", validate.integer, minimum=0)
+        self._check("cooldown", validate.integer, minimum=0)
+        for field in ("threshold", "min_lr", "eps"):
+            self._check(field, validate.non_negative)
+        self._check("max_lr", validate.number, finite=False)  # inf: no upper bound
+        if math.isnan(self.max_lr) or self.max_lr <= self.min_lr:
+            validate.fail("Plateau", "max_lr", f"must be a number > min_lr ({self.min_lr})", self.max_lr, ControlError)
+        if self.factor > 1 and math.isinf(self.max_lr):
+            validate.fail("Plateau", "max_lr", "must be finite when factor > 1 (it bounds the rising lr)", self.max_lr, ControlError)
 
-    def _checked_max_lr(self) -> float:
-        value = self.max_lr
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value) or value <= self.min_lr:
-            raise ControlError(bad("Plateau", "max_lr", f"must be a number > min_lr ({self.min_lr})", value))
-        if self.factor > 1 and math.isinf(value):
-            raise ControlError(bad("Plateau", "max_lr", "must be finite when factor > 1 (it bounds the rising lr)", value))
-        return float(value)
+    def _check(self, field: str, check: Callable[..., Any], **kwargs: Any) -> None:
+        """Replace `field` by what the `lrkit.validate` function `check` makes of it (raising ControlError)."""
+        object.__setattr__(self, field, check("Plateau", field, getattr(self, field), ControlError, **kwargs))
 
     def init(self) -> PlateauState:
         """The state before any evaluation.
@@ -137,8 +136,8 @@ class Plateau:
             >>> round(s.scale, 12), s.changes
             (3.0, 2)
         """
-        value = metric_value("Plateau.update", metric)
-        base = checked(_check.non_negative, "Plateau.update", "lr", lr)
+        value = validate.scalar("Plateau.update", "metric", metric, ControlError, finite=True)
+        base = validate.non_negative("Plateau.update", "lr", lr, ControlError)
         improved = is_better(value, state.best, self.mode, self.threshold_mode, self.threshold)
         best, bad_evals = (value, 0) if improved else (state.best, state.bad_evals + 1)
         cooldown = state.cooldown

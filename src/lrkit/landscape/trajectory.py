@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 from lrkit import validate
-from lrkit._io import JsonResult
+from lrkit._io import JsonResult, json_array, read_array
 from lrkit.errors import LandscapeError
 from lrkit.landscape.surfaces import Surface, get_surface, surface_from_dict
 from lrkit.optim import HELP, Optim, split_specs
@@ -153,7 +153,7 @@ class Trajectory(JsonResult):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; `Trajectory.from_dict` reads it back ("momentum" is written for readers of the file)."""
-        arrays = {key: np.asarray(getattr(self, key)).tolist() for key in ("points", "losses", "lrs")}
+        arrays = {key: json_array(np.asarray(getattr(self, key))) for key in ("points", "losses", "lrs")}
         return {"surface": self.surface.to_dict(), "optimizer": self.optimizer, "optim": self.optim.to_dict(), "momentum": self.momentum,
                 "schedule": self.schedule, "noise": self.noise, "seed": self.seed, **arrays, "diverged": self.diverged}  # fmt: skip
 
@@ -169,10 +169,11 @@ class Trajectory(JsonResult):
             optim = Optim.from_dict(data["optim"])
         else:
             optim = with_momentum(landscape_optim(data["optimizer"], func), data.get("momentum"), func)
-        losses = np.asarray(data["losses"], dtype=np.float64)
-        points = np.asarray(data["points"], dtype=np.float64).reshape(len(losses), -1)
+        losses = np.asarray(read_array(data["losses"]), dtype=np.float64)
+        points = np.asarray(read_array(data["points"]), dtype=np.float64).reshape(len(losses), -1)
+        lrs = np.asarray(read_array(data["lrs"]), dtype=np.float64)
         return cls(surface_from_dict(data["surface"]), str(data["optimizer"]), optim, str(data["schedule"]), float(data["noise"]),
-                   int(data["seed"]), points, losses, np.asarray(data["lrs"], dtype=np.float64), bool(data["diverged"]))  # fmt: skip
+                   int(data["seed"]), points, losses, lrs, bool(data["diverged"]))  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
         """`to_json(path)` that returns the path (a short alias for scripts and the CLI).

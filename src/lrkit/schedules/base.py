@@ -9,15 +9,14 @@ back, equality, and arithmetic (`0.1 * s`, `s1 * s2`).
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import ScheduleError, bad
-from lrkit.schedules import _check
+from lrkit import validate
+from lrkit.errors import ScheduleError
 
 REGISTRY: dict[str, Callable[..., Schedule]] = {}  # spec name -> factory
 S = TypeVar("S", bound="type[Schedule]")
@@ -39,9 +38,9 @@ def as_steps(steps: npt.ArrayLike, func: str = "values") -> npt.NDArray[np.float
     arr = np.asarray(steps)
     whole_floats = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr))) and not np.any(arr != np.floor(arr))
     if arr.dtype.kind not in "iu" and not whole_floats:
-        raise ScheduleError(bad(func, "steps", "must be integers", steps))
+        validate.fail(func, "steps", "must be integers", steps, ScheduleError)
     if arr.size and arr.min() < 0:
-        raise ScheduleError(bad(func, "steps", "must be >= 0", steps))
+        validate.fail(func, "steps", "must be >= 0", steps, ScheduleError)
     return arr.astype(np.float64)
 
 
@@ -67,6 +66,10 @@ class Schedule:
 
     def _set(self, field: str, value: Any) -> None:
         object.__setattr__(self, field, value)
+
+    def _check(self, field: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Replace `field` by what the `lrkit.validate` function `check` makes of it (raising ScheduleError)."""
+        self._set(field, check(self.name, field, getattr(self, field), ScheduleError, *args, **kwargs))
 
     def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         raise NotImplementedError
@@ -96,8 +99,7 @@ class Schedule:
             >>> lrkit.linear(start=1.0, end=0.0, steps=4)(1)
             0.75
         """
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ScheduleError(bad(f"{self.name}.__call__", "step", "must be an integer >= 0", step))
+        step = validate.integer(f"{self.name}.__call__", "step", step, ScheduleError, minimum=0)
         return float(self.values(np.array([step]))[0])
 
     def params(self) -> dict[str, Any]:
@@ -134,13 +136,13 @@ class Schedule:
     def __mul__(self, other: object) -> Schedule:
         if isinstance(other, Schedule):
             return Product(self, other)
-        if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return Scaled(self, float(other))
+        if validate.is_number(other):
+            return Scaled(self, float(other))  # type: ignore[arg-type]
         return NotImplemented
 
     def __rmul__(self, other: object) -> Schedule:
-        if isinstance(other, numbers.Real) and not isinstance(other, bool):
-            return Scaled(self, float(other))
+        if validate.is_number(other):
+            return Scaled(self, float(other))  # type: ignore[arg-type]
         return NotImplemented
 
 
@@ -159,10 +161,9 @@ def _spec(value: Any) -> str:
 
 
 def schedule_field(func: str, param: str, value: Any) -> Schedule:
-    """Check that a combinator's argument is a schedule."""
-    if not isinstance(value, Schedule):
-        raise ScheduleError(bad(func, param, "must be an lrkit schedule", value))
-    return value
+    """Check that a combinator's argument is a schedule (else a ScheduleTypeError)."""
+    schedule: Schedule = validate.instance(func, param, value, ScheduleError, Schedule, "an lrkit schedule")
+    return schedule
 
 
 @register("scale")
@@ -183,7 +184,7 @@ class Scaled(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        self._set("factor", _check.non_negative(self.name, "factor", self.factor))
+        self._check("factor", validate.non_negative)
 
     def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return self.factor * self.schedule._at(t)

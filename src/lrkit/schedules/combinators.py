@@ -11,8 +11,8 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import ScheduleError, bad
-from lrkit.schedules import _check
+from lrkit import validate
+from lrkit.errors import ScheduleError
 from lrkit.schedules.base import Schedule, register, schedule_field
 
 Array = npt.NDArray[np.float64]
@@ -37,8 +37,8 @@ class Warmup(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        self._set("steps", _check.integer(self.name, "steps", self.steps))
-        self._set("start", _check.non_negative(self.name, "start", self.start))
+        self._check("steps", validate.integer)
+        self._check("start", validate.non_negative)
 
     def _values(self, t: Array) -> Array:
         target = self.schedule(0)
@@ -63,12 +63,12 @@ class Join(Schedule):
     positional: ClassVar[int] = 1
 
     def _validate(self) -> None:
-        items = _check.sequence(self.name, "schedules", self.schedules)
+        items = validate.sequence(self.name, "schedules", self.schedules, ScheduleError)
         for s in items:
             schedule_field(self.name, "schedules", s)
         self._set("schedules", items)
-        self._set("boundaries", _check.increasing_steps(self.name, "boundaries", self.boundaries))
-        _check.length(self.name, "schedules", items, len(self.boundaries) + 1, "one more than boundaries")
+        self._check("boundaries", validate.increasing_steps)
+        validate.length(self.name, "schedules", items, ScheduleError, len(self.boundaries) + 1, "one more than boundaries")
 
     def _values(self, t: Array) -> Array:
         starts = (0, *self.boundaries)
@@ -99,11 +99,11 @@ class Clip(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        self._set("low", _check.non_negative(self.name, "low", self.low))
+        self._check("low", validate.non_negative)
         if self.high is not None:
-            self._set("high", _check.non_negative(self.name, "high", self.high))
+            self._check("high", validate.non_negative)
             if self.low > self.high:
-                raise ScheduleError(bad(self.name, "low", f"must be <= high ({self.high})", self.low))
+                validate.fail(self.name, "low", f"must be <= high ({self.high})", self.low, ScheduleError)
 
     def _values(self, t: Array) -> Array:
         return np.clip(self.schedule._at(t), self.low, self.high)
@@ -127,7 +127,7 @@ class PerEpoch(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        self._set("steps_per_epoch", _check.integer(self.name, "steps_per_epoch", self.steps_per_epoch))
+        self._check("steps_per_epoch", validate.integer)
 
     def _values(self, t: Array) -> Array:
         return self.schedule._at(np.floor(t / self.steps_per_epoch))

@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import ScheduleError, bad
-from lrkit.schedules import _check
+from lrkit import validate
+from lrkit.errors import ScheduleError
 from lrkit.schedules.base import Schedule, register
-from lrkit.schedules.shapes import anneal_cos, anneal_poly
+from lrkit.schedules.shapes import anneal_cos, anneal_poly, cos_height
 
 Array = npt.NDArray[np.float64]
 _SGDR_TABLE = 4096  # SGDR: up to this many cycles, steps find theirs in a table
@@ -39,14 +39,13 @@ class SGDR(Schedule):
     peak_decay: float = 1.0
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("first_cycle", _check.integer(self.name, "first_cycle", self.first_cycle))
-        mult = _check.number(self.name, "cycle_mult", self.cycle_mult)
-        if mult < 1:
-            raise ScheduleError(bad(self.name, "cycle_mult", "must be >= 1", self.cycle_mult))
-        self._set("cycle_mult", mult)
-        self._set("end", _check.non_negative(self.name, "end", self.end))
-        self._set("peak_decay", _check.positive(self.name, "peak_decay", self.peak_decay))
+        self._check("start", validate.non_negative)
+        self._check("first_cycle", validate.integer)
+        self._check("cycle_mult", validate.number)
+        if self.cycle_mult < 1:
+            validate.fail(self.name, "cycle_mult", "must be >= 1", self.cycle_mult, ScheduleError)
+        self._check("end", validate.non_negative)
+        self._check("peak_decay", validate.positive)
 
     def _cycles(self, t: Array) -> tuple[Array, Array, Array, Array]:
         """Each step's cycle start, cycle length and cycle peak; `t` itself as float (the time within a cycle needs it)."""
@@ -83,14 +82,11 @@ class SGDR(Schedule):
 
     def _values(self, t: Array) -> Array:
         t, begin, span, peak = self._cycles(t)
-        # end + (peak - end) * (1 + cos(pi * (t - begin) / span)) / 2, in place: a million steps make no temporaries
+        # the angle pi * (t - begin) / span in torch's order, in place: a million steps make no temporaries
         x = np.subtract(t, begin)
         x *= np.pi
         x /= span
-        np.cos(x, out=x)
-        x += 1.0
-        x *= peak - self.end
-        x /= 2.0
+        x = cos_height(x, (peak - self.end) / 2.0)
         x += self.end
         return x
 
@@ -119,13 +115,13 @@ class Cyclic(Schedule):
     gamma: float = 1.0
 
     def _validate(self) -> None:
-        self._set("low", _check.non_negative(self.name, "low", self.low))
-        self._set("high", _check.non_negative(self.name, "high", self.high))
+        self._check("low", validate.non_negative)
+        self._check("high", validate.non_negative)
         if self.low > self.high:
-            raise ScheduleError(bad(self.name, "low", f"must be <= high ({self.high})", self.low))
-        self._set("half_cycle", _check.integer(self.name, "half_cycle", self.half_cycle))
-        _check.choice(self.name, "mode", self.mode, CYCLIC_MODES)
-        self._set("gamma", _check.in_range(self.name, "gamma", self.gamma, 0.0, 1.0, open_low=True))
+            validate.fail(self.name, "low", f"must be <= high ({self.high})", self.low, ScheduleError)
+        self._check("half_cycle", validate.integer)
+        self._check("mode", validate.choice, CYCLIC_MODES)
+        self._check("gamma", validate.in_range, 0.0, 1.0, open_low=True)
 
     def _values(self, t: Array) -> Array:
         period = 2.0 * self.half_cycle
@@ -167,13 +163,13 @@ class OneCycle(Schedule):
     three_phase: bool = False
 
     def _validate(self) -> None:
-        self._set("peak", _check.non_negative(self.name, "peak", self.peak))
-        self._set("total_steps", _check.integer(self.name, "total_steps", self.total_steps, minimum=2))
-        self._set("pct_start", _check.in_range(self.name, "pct_start", self.pct_start, 0.0, 1.0, open_low=True))
-        self._set("div_factor", _check.positive(self.name, "div_factor", self.div_factor))
-        self._set("final_div_factor", _check.positive(self.name, "final_div_factor", self.final_div_factor))
-        _check.choice(self.name, "anneal", self.anneal, ("cos", "linear"))
-        _check.flag(self.name, "three_phase", self.three_phase)
+        self._check("peak", validate.non_negative)
+        self._check("total_steps", validate.integer, minimum=2)
+        self._check("pct_start", validate.in_range, 0.0, 1.0, open_low=True)
+        self._check("div_factor", validate.positive)
+        self._check("final_div_factor", validate.positive)
+        self._check("anneal", validate.choice, ("cos", "linear"))
+        self._check("three_phase", validate.flag)
 
     def _phases(self) -> list[tuple[float, float, float]]:
         """(end_step, start_lr, end_lr) of each phase, as torch's OneCycleLR lays them out."""
@@ -204,9 +200,7 @@ class OneCycle(Schedule):
             pct += lr0[k]
             return pct
         pct *= np.pi
-        np.cos(pct, out=pct)
-        pct += 1.0
-        pct *= ((lr0 - lr1) / 2.0)[k]
+        pct = cos_height(pct, ((lr0 - lr1) / 2.0)[k])
         pct += lr1[k]
         return pct
 
@@ -235,15 +229,15 @@ class WSD(Schedule):
     end: float = 0.0
 
     def _validate(self) -> None:
-        self._set("peak", _check.non_negative(self.name, "peak", self.peak))
-        self._set("total_steps", _check.integer(self.name, "total_steps", self.total_steps))
-        self._set("warmup_steps", _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0))
-        self._set("decay_steps", _check.integer(self.name, "decay_steps", self.decay_steps, minimum=0))
+        self._check("peak", validate.non_negative)
+        self._check("total_steps", validate.integer)
+        self._check("warmup_steps", validate.integer, minimum=0)
+        self._check("decay_steps", validate.integer, minimum=0)
         if self.warmup_steps + self.decay_steps > self.total_steps:
             requirement = f"plus warmup_steps must be <= total_steps ({self.total_steps})"
-            raise ScheduleError(bad(self.name, "decay_steps", requirement, self.decay_steps))
-        _check.choice(self.name, "decay", self.decay, WSD_DECAYS)
-        self._set("end", _check.non_negative(self.name, "end", self.end))
+            validate.fail(self.name, "decay_steps", requirement, self.decay_steps, ScheduleError)
+        self._check("decay", validate.choice, WSD_DECAYS)
+        self._check("end", validate.non_negative)
 
     def _values(self, t: Array) -> Array:
         w, d = float(self.warmup_steps), float(self.decay_steps)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lrkit.errors import ScheduleError, bad
-from lrkit.schedules import _check
+from lrkit import validate
+from lrkit.errors import ScheduleError
 from lrkit.schedules.base import REGISTRY, Schedule, register
 
 Array = npt.NDArray[np.float64]
@@ -26,15 +26,35 @@ def anneal_poly(start: float, end: float, progress: Array, power: float = 1.0) -
     return (start - end) * (1.0 - p) ** power + end
 
 
+def cos_height(angle: Array, half_drop: float | Array) -> Array:
+    """`half_drop * (1 + cos(angle))`, written into `angle`: the one cosine interpolation of the core.
+
+    A half-cosine anneal from `start` to `end` is `end + cos_height(pi * p, (start - end) / 2)`
+    (the factor torch's `_annealing_cos` uses). Callers compute the angle in torch's order
+    of operations, so the numbers equal torch's, and add `end` themselves: a caller with
+    per-step arrays then holds one of them at a time. In place because it runs over
+    millions of steps: no temporaries.
+
+    Example:
+        >>> cos_height(np.array([0.0, np.pi / 2, np.pi]), 0.5).round(12).tolist()
+        [1.0, 0.5, 0.0]
+    """
+    np.cos(angle, out=angle)
+    angle += 1.0
+    angle *= half_drop
+    return angle
+
+
 def anneal_cos(start: float, end: float, progress: Array) -> Array:
-    """Half cosine from `start` (p = 0) to `end` (p = 1)."""
-    # end + (start - end) * (1 + cos(pi * p)) / 2 in place on the clipped copy: no temporaries over a million steps
+    """Half cosine from `start` (p = 0) to `end` (p = 1), p clipped to [0, 1].
+
+    Example:
+        >>> anneal_cos(1.0, 0.0, np.array([0.0, 0.5, 2.0])).round(12).tolist()
+        [1.0, 0.5, 0.0]
+    """
     p = np.clip(progress, 0.0, 1.0)
     p *= np.pi
-    np.cos(p, out=p)
-    p += 1.0
-    p *= start - end
-    p /= 2.0
+    p = cos_height(p, (start - end) / 2.0)
     p += end
     return p
 
@@ -53,7 +73,7 @@ class Constant(Schedule):
     value: float
 
     def _validate(self) -> None:
-        self._set("value", _check.non_negative(self.name, "value", self.value))
+        self._check("value", validate.non_negative)
 
     def _values(self, t: Array) -> Array:
         return np.full_like(t, self.value)
@@ -75,9 +95,9 @@ class Linear(Schedule):
     steps: int
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("end", _check.non_negative(self.name, "end", self.end))
-        self._set("steps", _check.integer(self.name, "steps", self.steps))
+        self._check("start", validate.non_negative)
+        self._check("end", validate.non_negative)
+        self._check("steps", validate.integer)
 
     def _values(self, t: Array) -> Array:
         return anneal_poly(self.start, self.end, t / self.steps)
@@ -100,10 +120,10 @@ class Polynomial(Schedule):
     power: float = 1.0
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("end", _check.non_negative(self.name, "end", self.end))
-        self._set("steps", _check.integer(self.name, "steps", self.steps))
-        self._set("power", _check.positive(self.name, "power", self.power))
+        self._check("start", validate.non_negative)
+        self._check("end", validate.non_negative)
+        self._check("steps", validate.integer)
+        self._check("power", validate.positive)
 
     def _values(self, t: Array) -> Array:
         return anneal_poly(self.start, self.end, t / self.steps, self.power)
@@ -132,11 +152,11 @@ class Exponential(Schedule):
     floor: float = 0.0
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("rate", _check.positive(self.name, "rate", self.rate))
-        self._set("every", _check.integer(self.name, "every", self.every))
-        _check.flag(self.name, "staircase", self.staircase)
-        self._set("floor", _check.non_negative(self.name, "floor", self.floor))
+        self._check("start", validate.non_negative)
+        self._check("rate", validate.positive)
+        self._check("every", validate.integer)
+        self._check("staircase", validate.flag)
+        self._check("floor", validate.non_negative)
 
     def _values(self, t: Array) -> Array:
         with np.errstate(over="ignore", under="ignore"):
@@ -161,10 +181,10 @@ class InverseTime(Schedule):
     staircase: bool = False
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("decay", _check.non_negative(self.name, "decay", self.decay))
-        self._set("every", _check.integer(self.name, "every", self.every))
-        _check.flag(self.name, "staircase", self.staircase)
+        self._check("start", validate.non_negative)
+        self._check("decay", validate.non_negative)
+        self._check("every", validate.integer)
+        self._check("staircase", validate.flag)
 
     def _values(self, t: Array) -> Array:
         return self.start / (1.0 + self.decay * _exponent(t, self.every, self.staircase))
@@ -189,12 +209,12 @@ class InverseSqrt(Schedule):
     timescale: int | None = None
 
     def _validate(self) -> None:
-        self._set("peak", _check.non_negative(self.name, "peak", self.peak))
-        self._set("warmup_steps", _check.integer(self.name, "warmup_steps", self.warmup_steps, minimum=0))
+        self._check("peak", validate.non_negative)
+        self._check("warmup_steps", validate.integer, minimum=0)
         if self.timescale is not None:
-            self._set("timescale", _check.integer(self.name, "timescale", self.timescale))
+            self._check("timescale", validate.integer)
         elif self.warmup_steps == 0:
-            raise ScheduleError(bad(self.name, "timescale", "must be a positive integer when warmup_steps is 0", self.timescale))
+            validate.fail(self.name, "timescale", "must be a positive integer when warmup_steps is 0", self.timescale, ScheduleError)
 
     def _values(self, t: Array) -> Array:
         ts = float(self.timescale if self.timescale is not None else self.warmup_steps)
@@ -220,9 +240,9 @@ class StepDecay(Schedule):
     every: int
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("factor", _check.positive(self.name, "factor", self.factor))
-        self._set("every", _check.integer(self.name, "every", self.every))
+        self._check("start", validate.non_negative)
+        self._check("factor", validate.positive)
+        self._check("every", validate.integer)
 
     def _values(self, t: Array) -> Array:
         return self.start * np.power(self.factor, np.floor(t / self.every))
@@ -244,9 +264,9 @@ class MultiStep(Schedule):
     factor: float
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("milestones", _check.increasing_steps(self.name, "milestones", self.milestones))
-        self._set("factor", _check.positive(self.name, "factor", self.factor))
+        self._check("start", validate.non_negative)
+        self._check("milestones", validate.increasing_steps)
+        self._check("factor", validate.positive)
 
     def _values(self, t: Array) -> Array:
         drops = np.searchsorted(np.asarray(self.milestones, dtype=np.float64), t, side="right")
@@ -268,9 +288,10 @@ class Piecewise(Schedule):
     values_: tuple[float, ...] = dataclasses.field(metadata={"name": "values"})
 
     def _validate(self) -> None:
-        self._set("boundaries", _check.increasing_steps(self.name, "boundaries", self.boundaries))
-        vals = tuple(_check.non_negative(self.name, "values", v) for v in _check.sequence(self.name, "values", self.values_))
-        _check.length(self.name, "values", vals, len(self.boundaries) + 1, "one more than boundaries")
+        self._check("boundaries", validate.increasing_steps)
+        given = validate.sequence(self.name, "values", self.values_, ScheduleError)
+        vals = tuple(validate.non_negative(self.name, "values", v, ScheduleError) for v in given)
+        validate.length(self.name, "values", vals, ScheduleError, len(self.boundaries) + 1, "one more than boundaries")
         self._set("values_", vals)
 
     def _values(self, t: Array) -> Array:
@@ -314,9 +335,9 @@ class Cosine(Schedule):
     end: float = 0.0
 
     def _validate(self) -> None:
-        self._set("start", _check.non_negative(self.name, "start", self.start))
-        self._set("steps", _check.integer(self.name, "steps", self.steps))
-        self._set("end", _check.non_negative(self.name, "end", self.end))
+        self._check("start", validate.non_negative)
+        self._check("steps", validate.integer)
+        self._check("end", validate.non_negative)
 
     def _values(self, t: Array) -> Array:
         return anneal_cos(self.start, self.end, t / self.steps)

@@ -8,6 +8,7 @@ import ast
 import inspect
 from typing import Any
 
+from lrkit import validate
 from lrkit.errors import ScheduleError, bad
 from lrkit.schedules.base import REGISTRY, Schedule
 
@@ -15,18 +16,18 @@ from lrkit.schedules.base import REGISTRY, Schedule
 def build(name: str, args: list[Any], kwargs: dict[str, Any], func: str) -> Schedule:
     """Call the factory registered as `name`, checking names and arity first."""
     if not isinstance(name, str) or name not in REGISTRY:
-        raise ScheduleError(bad(func, "type", f"must be a registered schedule ({', '.join(sorted(REGISTRY))})", name))
+        validate.fail(func, "type", f"must be a registered schedule ({', '.join(sorted(REGISTRY))})", name, ScheduleError)
     factory = REGISTRY[name]
     sig = inspect.signature(factory)
     params = list(sig.parameters)
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        raise ScheduleError(bad(func, unknown[0], f"is not a parameter of {name} ({', '.join(params)})", kwargs[unknown[0]]))
+        validate.fail(func, unknown[0], f"is not a parameter of {name} ({', '.join(params)})", kwargs[unknown[0]], ScheduleError)
     given = set(params[: len(args)]) | set(kwargs)
     required = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
     missing = [p for p in required if p not in given]
     if missing:
-        raise ScheduleError(bad(func, missing[0], f"is required by {name}({', '.join(params)})", args or kwargs))
+        validate.fail(func, missing[0], f"is required by {name}({', '.join(params)})", args or kwargs, ScheduleError)
     try:
         sig.bind(*args, **kwargs)
     except TypeError as e:
@@ -43,8 +44,10 @@ def from_dict(d: dict[str, Any]) -> Schedule:
         >>> lrkit.from_dict(s.to_dict()) == s
         True
     """
-    if not isinstance(d, dict) or "type" not in d:
-        raise ScheduleError(bad("from_dict", "d", "must be a dict with a 'type' key", d))
+    if not isinstance(d, dict):
+        validate.wrong_type("from_dict", "d", "must be a dict with a 'type' key", d, ScheduleError)
+    if "type" not in d:
+        validate.fail("from_dict", "d", "must be a dict with a 'type' key", d, ScheduleError)
     kwargs = {k: _decode(v) for k, v in d.items() if k != "type"}
     return build(d["type"], [], kwargs, "from_dict")
 
@@ -69,7 +72,7 @@ def parse(text: str) -> Schedule:
         True
     """
     if not isinstance(text, str):
-        raise ScheduleError(bad("parse", "text", "must be a string", text))
+        validate.wrong_type("parse", "text", "must be a string", text, ScheduleError)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes, on Python < 3.12
@@ -77,7 +80,7 @@ def parse(text: str) -> Schedule:
         raise ScheduleError(bad("parse", "text", f"is not a valid expression ({why})", text)) from None
     value = _node(tree.body, text)
     if not isinstance(value, Schedule):
-        raise ScheduleError(bad("parse", "text", "must describe a schedule, not a plain value", text))
+        validate.fail("parse", "text", "must describe a schedule, not a plain value", text, ScheduleError)
     return value
 
 
@@ -86,40 +89,36 @@ def _node(node: ast.AST, text: str) -> Any:
         return _call(node, text)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         left, right = _node(node.left, text), _node(node.right, text)
-        operands_ok = all(isinstance(v, Schedule) or _is_number(v) for v in (left, right))
+        operands_ok = all(isinstance(v, Schedule) or validate.is_number(v) for v in (left, right))
         if not operands_ok or not (isinstance(left, Schedule) or isinstance(right, Schedule)):
-            raise ScheduleError(bad("parse", "text", "may multiply only schedules and numbers", ast.unparse(node)))
+            validate.fail("parse", "text", "may multiply only schedules and numbers", ast.unparse(node), ScheduleError)
         return left * right
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_node(e, text) for e in node.elts]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
         value = _literal(node.operand)
-        if not _is_number(value):
-            raise ScheduleError(bad("parse", "text", "may negate only numbers", ast.unparse(node)))
+        if not validate.is_number(value):
+            validate.fail("parse", "text", "may negate only numbers", ast.unparse(node), ScheduleError)
         return -value
     if isinstance(node, ast.Constant):
         return _literal(node)
-    raise ScheduleError(bad("parse", "text", "may hold only schedule calls with literal arguments", ast.unparse(node)))
+    validate.fail("parse", "text", "may hold only schedule calls with literal arguments", ast.unparse(node), ScheduleError)
 
 
 def _call(node: ast.Call, text: str) -> Schedule:
     if not isinstance(node.func, ast.Name):
-        raise ScheduleError(bad("parse", "text", "may call only registered schedule names", ast.unparse(node.func)))
+        validate.fail("parse", "text", "may call only registered schedule names", ast.unparse(node.func), ScheduleError)
     if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-        raise ScheduleError(bad("parse", "text", "may not use * or ** arguments", ast.unparse(node)))
+        validate.fail("parse", "text", "may not use * or ** arguments", ast.unparse(node), ScheduleError)
     names = [k.arg for k in node.keywords]
     if len(set(names)) != len(names):  # ast.parse accepts f(a=1, a=2); a dict would keep only the last
-        raise ScheduleError(bad("parse", "text", "may give each argument only once", ast.unparse(node)))
+        validate.fail("parse", "text", "may give each argument only once", ast.unparse(node), ScheduleError)
     args = [_node(a, text) for a in node.args]
     kwargs = {k.arg: _node(k.value, text) for k in node.keywords if k.arg is not None}
     return build(node.func.id, args, kwargs, "parse")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _literal(node: ast.Constant) -> Any:
     if isinstance(node.value, (int, float, str, bool)) or node.value is None:
         return node.value
-    raise ScheduleError(bad("parse", "text", "may hold only numbers, strings, booleans and None", node.value))
+    validate.fail("parse", "text", "may hold only numbers, strings, booleans and None", node.value, ScheduleError)

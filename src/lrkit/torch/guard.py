@@ -12,17 +12,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from lrkit import validate
 from lrkit.analysis.diagnose import spike_limit
-from lrkit.control._common import checked, cpu_copy
-from lrkit.errors import ControlError, DivergenceError, bad
-from lrkit.schedules import _check
+from lrkit.errors import ControlError, DivergenceError
+from lrkit.torch._tensors import cpu_copy
 from lrkit.torch.scheduler import Scheduler
 
 _MIN_HISTORY = 20  # losses needed before spikes are judged
@@ -117,11 +116,11 @@ class Guard:
         _check_objects(model, optimizer, scheduler)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self._params = list(model.parameters())
-        self.snapshot_every = checked(_check.integer, "Guard", "snapshot_every", snapshot_every)
-        self.spike = None if spike is None else checked(_check.positive, "Guard", "spike", spike)
-        self.window = checked(_check.integer, "Guard", "window", window, minimum=_MIN_HISTORY)
-        self.cut = checked(_check.in_range, "Guard", "cut", cut, 0.0, 1.0, open_low=True)
-        self.max_rollbacks = checked(_check.integer, "Guard", "max_rollbacks", max_rollbacks, minimum=0)
+        self.snapshot_every = validate.integer("Guard", "snapshot_every", snapshot_every, ControlError)
+        self.spike = None if spike is None else validate.positive("Guard", "spike", spike, ControlError)
+        self.window = validate.integer("Guard", "window", window, ControlError, minimum=_MIN_HISTORY)
+        self.cut = validate.in_range("Guard", "cut", cut, ControlError, 0.0, 1.0, open_low=True)
+        self.max_rollbacks = validate.integer("Guard", "max_rollbacks", max_rollbacks, ControlError, minimum=0)
         self.step = 0
         self.scale = 1.0
         self.incidents: list[Incident] = []
@@ -146,7 +145,7 @@ class Guard:
             >>> guard.check(torch.tensor(0.5)), guard.check(float("inf")), guard.scale
             (False, True, 0.5)
         """
-        value = _loss_value(loss)
+        value = validate.scalar("Guard.check", "loss", loss, ControlError)  # NaN and inf are what the guard is for
         kind = self._detect(value, grads)
         step, self.step = self.step, self.step + 1
         if kind is not None:
@@ -242,22 +241,10 @@ class Guard:
 
 
 def _check_objects(model: Any, optimizer: Any, scheduler: Any) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise ControlError(bad("Guard", "model", "must be a torch.nn.Module", model))
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ControlError(bad("Guard", "optimizer", "must be a torch.optim.Optimizer", optimizer))
+    validate.instance("Guard", "model", model, ControlError, torch.nn.Module, "a torch.nn.Module")
+    validate.instance("Guard", "optimizer", optimizer, ControlError, torch.optim.Optimizer, "a torch.optim.Optimizer")
     if scheduler is not None and not all(callable(getattr(scheduler, m, None)) for m in ("state_dict", "load_state_dict")):
-        raise ControlError(bad("Guard", "scheduler", "must be None or have state_dict() and load_state_dict()", scheduler))
-
-
-def _loss_value(loss: Any) -> float:
-    if isinstance(loss, torch.Tensor):
-        if loss.numel() != 1:
-            raise ControlError(bad("Guard.check", "loss", "must be a number or a one-element tensor", tuple(loss.shape)))
-        return float(loss.detach().item())
-    if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
-        raise ControlError(bad("Guard.check", "loss", "must be a number or a one-element tensor", loss))
-    return float(loss)
+        validate.wrong_type("Guard", "scheduler", "must be None or have state_dict() and load_state_dict()", scheduler, ControlError)
 
 
 def _grads_finite(params: Sequence[torch.Tensor]) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import math
-import numbers
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from lrkit import validate
 from lrkit.analysis.diagnose import Finding, diagnose
-from lrkit.errors import ControlError, bad
+from lrkit.errors import ControlError
 from lrkit.torch.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -58,12 +58,9 @@ class Monitor:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None, scheduler: Scheduler | None = None) -> None:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ControlError(bad("Monitor", "optimizer", "must be a torch.optim.Optimizer", optimizer))
-        if model is not None and not isinstance(model, torch.nn.Module):
-            raise ControlError(bad("Monitor", "model", "must be a torch.nn.Module or None", model))
-        if scheduler is not None and not isinstance(scheduler, Scheduler):
-            raise ControlError(bad("Monitor", "scheduler", "must be an lrkit.Scheduler or None", scheduler))
+        validate.instance("Monitor", "optimizer", optimizer, ControlError, torch.optim.Optimizer, "a torch.optim.Optimizer")
+        validate.instance("Monitor", "model", model, ControlError, (torch.nn.Module, type(None)), "a torch.nn.Module or None")
+        validate.instance("Monitor", "scheduler", scheduler, ControlError, (Scheduler, type(None)), "an lrkit.Scheduler or None")
         self.optimizer = optimizer
         self.model = model
         self.scheduler = scheduler
@@ -85,18 +82,15 @@ class Monitor:
             >>> {k: v.tolist() for k, v in mon.history.items()}
             {'step': [0], 'loss': [1.5], 'accuracy': [0.5], 'lr': [0.01], 'momentum': [0.9]}
         """
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ControlError(bad("Monitor.record", "step", "must be an integer >= 0", step))
+        step = validate.integer("Monitor.record", "step", step, ControlError, minimum=0)
         if len(self) and step <= self._columns["step"][-1]:
-            raise ControlError(bad("Monitor.record", "step", f"must increase (last recorded: {self._columns['step'][-1]})", step))
-        row: dict[str, float] = {}
-        if loss is not None:
-            row["loss"] = _number("loss", loss)
-        row.update({name: _number(name, value) for name, value in metrics.items()})
+            validate.fail("Monitor.record", "step", f"must increase (last recorded: {self._columns['step'][-1]})", step, ControlError)
+        given = {"loss": loss, **metrics} if loss is not None else metrics
+        row = {name: validate.scalar("Monitor.record", name, value, ControlError) for name, value in given.items()}
         row.update(self._optimizer_row())
         if self.model is not None:
-            row.update(self._model_row(self.model, int(step)))
-        self._append(int(step), row)
+            row.update(self._model_row(self.model, step))
+        self._append(step, row)
 
     def _name(self, name: str, group: int) -> str:
         return name if len(self.optimizer.param_groups) == 1 else f"{name}/{group}"
@@ -198,7 +192,8 @@ class Monitor:
             train/momentum 0.0 3
         """
         if not callable(getattr(writer, "add_scalar", None)):
-            raise ControlError(bad("Monitor.to_tensorboard", "writer", "must have an add_scalar(tag, value, step) method", writer))
+            requirement = "must have an add_scalar(tag, value, step) method"
+            validate.wrong_type("Monitor.to_tensorboard", "writer", requirement, writer, ControlError)
         steps = self._columns["step"]
         for name, column in self._columns.items():
             if name != "step":
@@ -241,21 +236,13 @@ class Monitor:
         history = self.history
         loss = history.get("loss")
         if loss is None or not len(loss):
-            raise ControlError(bad("Monitor.diagnose", "loss", "must have been recorded (record(step, loss=...))", None))
+            validate.fail("Monitor.diagnose", "loss", "must have been recorded (record(step, loss=...))", None, ControlError)
         return diagnose(
             history["step"], loss, lr=_first_group(history, "lr"), update_ratio=_first_group(history, "update_ratio"), **thresholds
         )
 
 
 LearningRateMonitor = Monitor  # the Keras / Lightning name for the same recorder
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.detach().item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ControlError(bad("Monitor.record", name, "must be a number or a one-element tensor", value))
-    return float(value)
 
 
 def _first_group(history: dict[str, npt.NDArray[Any]], name: str) -> npt.NDArray[np.float64] | None:

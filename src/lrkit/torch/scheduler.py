@@ -9,17 +9,17 @@ from `state_dict()` at any step gives exactly the lrs of an unbroken run.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from lrkit.errors import ScheduleError, bad
+from lrkit import validate
+from lrkit.errors import ScheduleError
+from lrkit.protocols import PlateauLike, ScaleState
 from lrkit.schedules.base import Schedule
 
 _CHUNK = 4096  # schedule values are computed ahead in blocks: one numpy call per block
@@ -41,14 +41,6 @@ class _Table:
         return float(self.values[step - start])
 
 
-class PlateauLike(Protocol):
-    """What `Scheduler(plateau=...)` needs: a pure `init` / `update` pair (see `lrkit.Plateau`)."""
-
-    def init(self) -> Any: ...
-
-    def update(self, state: Any, metric: float, lr: float) -> Any: ...
-
-
 class Scheduler(LRScheduler):
     """Drive an optimizer's lr (and momentum) from lrkit schedules.
 
@@ -58,8 +50,9 @@ class Scheduler(LRScheduler):
         momentum: optional schedule for `momentum` (SGD-like) or `betas[0]` (Adam-like).
         group_scales: each group's lr relative to `lr`; default: the ratios of the
             groups' lrs to the first group's when the scheduler is built.
-        plateau: optional `lrkit.Plateau`, fed with `observe(metric)`; its scale
-            multiplies the schedule, so warmup, cosine, cycles and plateau compose.
+        plateau: optional `lrkit.Plateau` (or any `lrkit.protocols.PlateauLike`), fed with
+            `observe(metric)`; its scale multiplies the schedule, so warmup, cosine,
+            cycles and plateau compose.
         follow_optimizer: advance only when the optimizer really stepped since the
             last `step()` (a step skipped by `torch.amp.GradScaler` does not count).
 
@@ -84,18 +77,13 @@ class Scheduler(LRScheduler):
         plateau: PlateauLike | None = None,
         follow_optimizer: bool = True,
     ) -> None:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ScheduleError(bad("Scheduler", "optimizer", "must be a torch.optim.Optimizer", optimizer))
-        if not isinstance(lr, Schedule):
-            raise ScheduleError(bad("Scheduler", "lr", "must be an lrkit schedule", lr))
-        if momentum is not None and not isinstance(momentum, Schedule):
-            raise ScheduleError(bad("Scheduler", "momentum", "must be an lrkit schedule or None", momentum))
+        _check_arguments(optimizer, lr, momentum, plateau)
         self.lr = lr
         self.momentum = momentum
         self.momentum_key = _momentum_key(optimizer) if momentum is not None else None
-        self.group_scales = _group_scales(optimizer, group_scales)
+        self.group_scales = group_scales_of(optimizer, group_scales)
         self.plateau = plateau
-        self.plateau_state = plateau.init() if plateau is not None else None
+        self.plateau_state: ScaleState | None = plateau.init() if plateau is not None else None
         self.multiplier = 1.0
         self.follow_optimizer = follow_optimizer
         self._stepped = False
@@ -130,7 +118,7 @@ class Scheduler(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         """Advance one optimizer step (unless the optimizer skipped it) and write the lrs."""
         if epoch is not None:
-            raise ScheduleError(bad("Scheduler.step", "epoch", "is not supported; wrap the schedule in lrkit.per_epoch", epoch))
+            validate.fail("Scheduler.step", "epoch", "is not supported; wrap the schedule in lrkit.per_epoch", epoch, ScheduleError)
         first = self._step_count == 0
         self._step_count += 1
         if first:
@@ -143,14 +131,14 @@ class Scheduler(LRScheduler):
     def apply(self) -> None:
         """Write the closed-form lrs (and momentum) of the current step into the optimizer."""
         for group, value in zip(self.optimizer.param_groups, self._get_closed_form_lr()):
-            _write(group, "lr", value)
+            write_hyperparameter(group, "lr", value)
         if self._momentum_table is not None:
             m = self._momentum_table(self.last_epoch)
             for group in self.optimizer.param_groups:
                 if self.momentum_key == "betas":
-                    _write_beta1(group, m)
+                    write_beta1(group, m)
                 else:
-                    _write(group, "momentum", m)
+                    write_hyperparameter(group, "momentum", m)
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def observe(self, metric: float) -> None:
@@ -166,36 +154,45 @@ class Scheduler(LRScheduler):
             0.01
         """
         if self.plateau is None:
-            raise ScheduleError(bad("Scheduler.observe", "plateau", "must be given to Scheduler(...) before observe()", None))
-        finite_number = not isinstance(metric, bool) and isinstance(metric, numbers.Real) and math.isfinite(float(metric))
-        finite_tensor = isinstance(metric, torch.Tensor) and metric.numel() == 1 and bool(torch.isfinite(metric).item())
-        if not (finite_number or finite_tensor):
-            raise ScheduleError(bad("Scheduler.observe", "metric", "must be a finite number", metric))
+            validate.fail("Scheduler.observe", "plateau", "must be given to Scheduler(...) before observe()", None, ScheduleError)
+        value = validate.scalar("Scheduler.observe", "metric", metric, ScheduleError, finite=True)
         base = self.schedule_value(self.last_epoch) * self.multiplier * self.group_scales[0]
-        self.plateau_state = self.plateau.update(self.plateau_state, float(metric), base)
+        self.plateau_state = self.plateau.update(self.plateau_state, value, base)
         self.apply()
 
     # -- state -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The step count and the controllers' state: an explicit whitelist, never `__dict__`."""
-        plateau = dataclasses.asdict(self.plateau_state) if self.plateau_state is not None else None
+        plateau = self.plateau_state
+        if plateau is not None and dataclasses.is_dataclass(plateau):  # lrkit's states: plain numbers; a user's: as it is
+            plateau = dataclasses.asdict(plateau)  # type: ignore[assignment]
         return {"step": self.last_epoch, "step_count": self._step_count, "multiplier": self.multiplier, "plateau": plateau}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a saved state and write the matching lrs into the optimizer."""
         missing = {"step", "step_count", "multiplier", "plateau"} - set(state_dict)
         if missing:
-            raise ScheduleError(bad("Scheduler.load_state_dict", "state_dict", f"lacks {sorted(missing)}", sorted(state_dict)))
+            validate.fail("Scheduler.load_state_dict", "state_dict", f"lacks {sorted(missing)}", sorted(state_dict), ScheduleError)
         self.last_epoch = int(state_dict["step"])
         self._step_count = int(state_dict["step_count"])
         self.multiplier = float(state_dict["multiplier"])
         saved = state_dict["plateau"]
         if (saved is None) != (self.plateau is None):
-            raise ScheduleError(bad("Scheduler.load_state_dict", "plateau", "must match whether this Scheduler has a plateau", saved))
+            validate.fail("Scheduler.load_state_dict", "plateau", "must match whether this Scheduler has a plateau", saved, ScheduleError)
         if self.plateau is not None:
-            self.plateau_state = dataclasses.replace(self.plateau.init(), **saved)
+            initial = self.plateau.init()
+            self.plateau_state = dataclasses.replace(initial, **saved) if dataclasses.is_dataclass(initial) else saved
         self._stepped = False
         self.apply()
+
+
+def _check_arguments(optimizer: Any, lr: Any, momentum: Any, plateau: Any) -> None:
+    """Wrong types raise ScheduleTypeError (also a TypeError, as in torch)."""
+    validate.instance("Scheduler", "optimizer", optimizer, ScheduleError, torch.optim.Optimizer, "a torch.optim.Optimizer")
+    validate.instance("Scheduler", "lr", lr, ScheduleError, Schedule, "an lrkit schedule")
+    validate.instance("Scheduler", "momentum", momentum, ScheduleError, (Schedule, type(None)), "an lrkit schedule or None")
+    requirement = "a plateau-like controller (init() and update(state, metric, lr)) or None"
+    validate.instance("Scheduler", "plateau", plateau, ScheduleError, (PlateauLike, type(None)), requirement)
 
 
 def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
@@ -204,40 +201,60 @@ def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
         return "betas"
     if "momentum" in group:
         return "momentum"
-    raise ScheduleError(
-        bad("Scheduler", "momentum", f"needs an optimizer with 'momentum' or 'betas'; {type(optimizer).__name__} has neither", "schedule")
-    )
+    requirement = f"needs an optimizer with 'momentum' or 'betas'; {type(optimizer).__name__} has neither"
+    validate.fail("Scheduler", "momentum", requirement, "schedule", ScheduleError)
 
 
-def _group_scales(optimizer: torch.optim.Optimizer, given: Sequence[float] | None) -> list[float]:
+def group_scales_of(optimizer: torch.optim.Optimizer, given: Sequence[float] | None) -> list[float]:
+    """Each param group's lr relative to the first group's (`given` checked and used when not None).
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+        >>> group_scales_of(torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1), None)
+        [1.0, 0.5]
+    """
     groups = optimizer.param_groups
     if given is not None:
-        scales = list(given)
+        validate.instance("Scheduler", "group_scales", given, ScheduleError, Iterable, "a list of numbers, one per param group")
+        scales = [validate.scalar("Scheduler", "group_scales", s, ScheduleError, finite=True) for s in given]
         if len(scales) != len(groups):
-            raise ScheduleError(bad("Scheduler", "group_scales", f"must have one entry per param group ({len(groups)})", given))
-        for s in scales:
-            if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s) or s < 0:
-                raise ScheduleError(bad("Scheduler", "group_scales", "must be finite numbers >= 0", given))
-        return [float(s) for s in scales]
+            validate.fail("Scheduler", "group_scales", f"must have one entry per param group ({len(groups)})", given, ScheduleError)
+        if min(scales) < 0:
+            validate.fail("Scheduler", "group_scales", "must be finite numbers >= 0", given, ScheduleError)
+        return scales
     # torch keeps each group's lr from before any scheduler in "initial_lr" (also in a loaded optimizer
     # state); the current lrs may all be 0, e.g. when saved at step 0 of a warmup, and lose the ratios
     lrs = [float(g.get("initial_lr", g["lr"])) for g in groups]
     if all(x == lrs[0] for x in lrs):
         return [1.0] * len(lrs)
     if lrs[0] <= 0:
-        raise ScheduleError(bad("Scheduler", "group_scales", "must be given when the first group's lr is 0 and others differ", lrs))
+        validate.fail("Scheduler", "group_scales", "must be given when the first group's lr is 0 and others differ", lrs, ScheduleError)
     return [x / lrs[0] for x in lrs]
 
 
-def _write(group: dict[str, Any], key: str, value: float) -> None:
-    """Tensor hyperparameters are filled in place so torch.compile does not recompile."""
+def write_hyperparameter(group: dict[str, Any], key: str, value: float) -> None:
+    """Set `group[key]`; a tensor hyperparameter is filled in place so torch.compile does not recompile.
+
+    Example:
+        >>> group = {"lr": torch.tensor(0.1)}
+        >>> write_hyperparameter(group, "lr", 0.5); round(float(group["lr"]), 6)
+        0.5
+    """
     if isinstance(group[key], torch.Tensor):
         group[key].fill_(value)
     else:
         group[key] = value
 
 
-def _write_beta1(group: dict[str, Any], value: float) -> None:
+def write_beta1(group: dict[str, Any], value: float) -> None:
+    """Set Adam's beta1 in `group["betas"]` (in place for a tensor beta1).
+
+    Example:
+        >>> group = {"betas": (0.9, 0.999)}
+        >>> write_beta1(group, 0.8); group["betas"]
+        (0.8, 0.999)
+    """
     beta1, beta2 = group["betas"]
     if isinstance(beta1, torch.Tensor):
         beta1.fill_(value)

@@ -16,7 +16,7 @@ import torch
 from lrkit.analysis import suggest
 from lrkit.torch.finder.batches import Batches, scalar_loss, to_device
 from lrkit.torch.finder.config import FinderConfig, Target
-from lrkit.torch.scheduler import _write
+from lrkit.torch.scheduler import write_hyperparameter
 
 MAX_SKIPPED = 50  # a scaler that skips this many updates in a row will not recover within the test
 
@@ -74,7 +74,7 @@ def run(config: FinderConfig, target: Target, table: npt.NDArray[np.float64], ba
 
 def _set_lr(target: Target, lr: float) -> None:
     for group, scale in zip(target.optimizer.param_groups, target.group_scales):
-        _write(group, "lr", lr * scale)
+        write_hyperparameter(group, "lr", lr * scale)
 
 
 def _update(config: FinderConfig, target: Target, batches: Batches) -> tuple[float, bool]:
