@@ -86,7 +86,12 @@ BAD_TYPES = [
 ]
 
 
-@pytest.mark.parametrize(("check", "args", "value", "requirement"), BAD_VALUES, ids=repr)
+def _case_id(item: Any) -> str:
+    """A stable test id (xdist workers must collect the same ids: no object addresses)."""
+    return getattr(item, "__name__", None) or repr(item)
+
+
+@pytest.mark.parametrize(("check", "args", "value", "requirement"), BAD_VALUES, ids=_case_id)
 @pytest.mark.parametrize("error", [ScheduleError, ControlError, LabError])
 def test_rejected_values_raise_the_error_class_and_not_a_type_error(
     check: Callable[..., Any], args: tuple[Any, ...], value: Any, requirement: str, error: type[lrkit.LrkitValueError]
@@ -98,7 +103,7 @@ def test_rejected_values_raise_the_error_class_and_not_a_type_error(
     assert str(info.value).startswith(f"func: parameter 'param' {requirement}")
 
 
-@pytest.mark.parametrize(("check", "args", "value", "requirement"), BAD_TYPES, ids=repr)
+@pytest.mark.parametrize(("check", "args", "value", "requirement"), BAD_TYPES, ids=_case_id)
 @pytest.mark.parametrize(
     ("error", "type_error"), [(ScheduleError, ScheduleTypeError), (ControlError, ControlTypeError), (LabError, LabTypeError)]
 )
