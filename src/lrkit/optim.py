@@ -273,7 +273,7 @@ def kind_name(obj: Any) -> str:
 
 
 def split_specs(text: str) -> list[str]:
-    """Comma-separated items, commas inside parentheses kept, blanks dropped.
+    """Comma-separated items, commas inside parentheses and brackets kept, blanks dropped (CLI lists of specs).
 
     Example:
         >>> split_specs("sgd, sgd(momentum=0.9, weight_decay=0.1), adam")
@@ -281,7 +281,7 @@ def split_specs(text: str) -> list[str]:
     """
     parts, depth, current = [], 0, ""
     for ch in text:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
         if ch == "," and depth == 0:
             parts.append(current)
             current = ""
