@@ -300,7 +300,7 @@ def test_bounds_of_a_curve_with_known_answer(higher_is_better: bool) -> None:
     sign = -1.0 if higher_is_better else 1.0  # an "accuracy" that rises where the loss falls has the same bounds
     model, opt, step_fn = lr_probe(lambda lr: sign * erf_step(lr))
     metric = (lambda m, batch: sign * erf_step(opt.param_groups[0]["lr"])) if higher_is_better else None
-    result = find_lr(model, opt, None, [0], start=1e-6, end=10 ** -0.01, steps=600, step_fn=step_fn, metric=metric, diverge=None)
+    result = find_lr(model, opt, None, [0], start=1e-6, end=10**-0.01, steps=600, step_fn=step_fn, metric=metric, diverge=None)
     assert result.stop_reason == "completed" and result.higher_is_better is higher_is_better
     low, high = result.bounds()
     expected_low, expected_high = known_bounds()

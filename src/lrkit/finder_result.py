@@ -44,7 +44,8 @@ class LRFinderResult(JsonResult):
         smoothed: the bias-corrected exponential moving average of `losses`.
         stopped_at: the index of the last recorded update.
         stop_reason: "completed", "diverged", "non-finite" (NaN/inf) or "scaler" (too many skipped steps).
-        suggestion: the default rule's lr (the log-mean over repeats), or None if the curve is too short.
+        suggestion: the default rule's lr (the log-mean over repeats), or None if the curve is too short or
+            carries no signal (`lrkit.analysis.suggest.no_signal`: flat within its noise; a warning says so).
         suggestions: every rule's lr by name (log-means over repeats).
         warnings: what to check before trusting the suggestion.
         rule: the name of the rule behind `suggestion`.
@@ -129,12 +130,16 @@ class LRFinderResult(JsonResult):
         found = per_run[0] if len(per_run) == 1 else _log_means(per_run)
         target = suggest.objective(curve, higher_is_better)
         notes = suggest.curve_warnings(lrs[:n], target, suggest.smooth(target, smoothing), stop_reason) if n else [NO_UPDATE]
+        silent = suggest.no_signal(lrs[:n], target) if n else None
+        if silent is not None:  # a flat curve: every rule would point at noise, so none answers
+            found, per_run, notes = dict.fromkeys(found), [dict.fromkeys(found) for _ in runs], [silent]
         chosen = [s[rule] for s in per_run]
-        spread = _spread(chosen) if len(runs) > 1 else 1.0
+        spread = _spread(chosen) if len(runs) > 1 and silent is None else 1.0
+        notes += _repeat_warnings(chosen, spread) if silent is None else []
         return cls(
             lrs=[float(x) for x in lrs[:n]], losses=curve.tolist(), smoothed=suggest.smooth(curve, smoothing).tolist(), stopped_at=n - 1,
             stop_reason=stop_reason, suggestion=found.get(rule), suggestions=found,
-            warnings=[*notes, *_repeat_warnings(chosen, spread), *warnings], rule=rule, higher_is_better=higher_is_better,
+            warnings=[*notes, *warnings], rule=rule, higher_is_better=higher_is_better,
             spread=spread, runs=[[float(v) for v in run] for run in runs], run_suggestions=chosen, **fields,
         )  # fmt: skip
 

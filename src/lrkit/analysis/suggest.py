@@ -41,6 +41,8 @@ Rule = Callable[[npt.ArrayLike, npt.ArrayLike], float]
 
 SKIP_START = 0.1  # the first 10% of a test: the optimizer has barely moved, the curve is mostly noise
 SKIP_END = 5  # the last points: the loss is exploding and the smoothing lags behind it
+FLAT_NOISE = 3.0  # a lag-free curve that moves by no more than 3x the step-to-step noise carries no signal
+FLAT_RELATIVE = 1e-6  # ... nor one that moves by less than a millionth of its level (float rounding of a constant loss)
 KERNEL_RADIUS = 9.0  # sigmas: exp(-0.5 * 9**2) < 1e-17, below float64's resolution of the window's sum
 
 
@@ -317,6 +319,35 @@ def bounds(lrs: npt.ArrayLike, losses: npt.ArrayLike, fraction: float = 0.1) -> 
     low = int(np.argmax(y[: i_min + 1] <= top - fraction * drop))
     high = int(np.argmax(y[: i_min + 1] <= bottom + fraction * drop))
     return float(x[low]), float(x[max(high, low)])
+
+
+def no_signal(lrs: npt.ArrayLike, losses: npt.ArrayLike) -> str | None:
+    """Why the curve carries no signal to suggest an lr from (a warning), or None when it does.
+
+    The signal is the range (highest minus lowest) of the lag-free curve (`smooth_centred` of the raw
+    losses up to the first non-finite one); the noise is the median absolute distance of the raw
+    losses from that curve. A curve has no signal when its range is at most `FLAT_NOISE` (3) times its
+    noise, or at most `FLAT_RELATIVE` (1e-6) times its median absolute level: the loss does not respond
+    to the lr. A descent, a valley or a divergence all move the curve far beyond that.
+
+    Example:
+        >>> import numpy as np
+        >>> lrs = np.logspace(-5, 1, 100)
+        >>> no_signal(lrs, np.full(100, 0.7))[:10], no_signal(lrs, 2.0 - np.tanh(np.log10(lrs) + 2))
+        ('no signal:', None)
+    """
+    try:
+        _, y = finite_prefix(lrs, losses, "no_signal")
+    except FinderError:
+        return None  # too short to judge: curve_warnings says so
+    centred = smooth_centred(y)
+    change, noise = float(np.ptp(centred)), float(np.median(np.abs(y - centred)))
+    if change > max(FLAT_NOISE * noise, FLAT_RELATIVE * float(np.median(np.abs(y)))):
+        return None
+    return (
+        f"no signal: over the whole ramp the loss moves by {change:.2g}, within its noise ({noise:.2g}); no lr is suggested. "
+        "Check that the loss depends on the weights (and the lr reaches them), or widen the ramp"
+    )
 
 
 def curve_warnings(lrs: npt.ArrayLike, raw: npt.ArrayLike, smoothed: npt.ArrayLike, reason: str) -> list[str]:

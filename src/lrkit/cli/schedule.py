@@ -6,15 +6,24 @@ from pathlib import Path
 
 import click
 
+from lrkit.cli._options import OUT_FILE
 from lrkit.errors import ScheduleError, bad
+
+MAX_STEPS = 1_000_000  # every step is drawn; a million points plot in about a second, 1e8 would take minutes and gigabytes
 
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True)
-@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Steps to draw.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1, max=MAX_STEPS),
+    default=1000,
+    show_default=True,
+    help=f"Steps to draw, each one (at most {MAX_STEPS:,}; larger: --per-epoch, or lrkit.plot_schedule on a sample).",
+)
 @click.option("--per-epoch", type=click.IntRange(min=1), default=None, help="Specs count epochs of this many steps.")
 @click.option("--log", "log_scale", is_flag=True, help="Log-scale lr axis.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("schedules.png"), show_default=True)
+@click.option("--out", type=OUT_FILE, default=Path("schedules.png"), show_default=True, help="The image: .png, .svg or .pdf.")
 def schedule(specs: tuple[str, ...], steps: int, per_epoch: int | None, log_scale: bool, out: Path) -> None:
     """Plot schedules written as specs to an image file and print a few values.
 
@@ -25,11 +34,11 @@ def schedule(specs: tuple[str, ...], steps: int, per_epoch: int | None, log_scal
     import lrkit
     from lrkit.plot import plot_schedule
 
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ScheduleError(bad("lrkit schedule", "--out", "must end in .png, .svg or .pdf", str(out)))
     schedules = [lrkit.parse(s) for s in specs]
     if per_epoch is not None:
         schedules = [lrkit.per_epoch(s, steps_per_epoch=per_epoch) for s in schedules]
-    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise ScheduleError(bad("lrkit schedule", "--out", "must end in .png, .svg or .pdf", str(out)))
     fig = plot_schedule(schedules, steps, labels=list(specs), log=log_scale)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

@@ -9,6 +9,7 @@ back, equality, and arithmetic (`0.1 * s`, `s1 * s2`).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -20,6 +21,10 @@ from lrkit.errors import ScheduleError
 
 REGISTRY: dict[str, Callable[..., Schedule]] = {}  # spec name -> factory
 S = TypeVar("S", bound="type[Schedule]")
+Steps = npt.NDArray[np.int64]
+MAX_STEP = 2**63 - 1  # steps (and durations) are exact 64-bit integers, so a cycle's phase is an integer remainder
+MAX_DEPTH = 100  # schedules nested deeper than this are refused (a spec, a dict or `*` chains): no RecursionError
+TOO_DEEP = f"must nest at most {MAX_DEPTH} schedules within one another (spec too deeply nested)"
 
 
 def register(name: str) -> Callable[[S], S]:
@@ -33,15 +38,27 @@ def register(name: str) -> Callable[[S], S]:
     return wrap
 
 
-def as_steps(steps: npt.ArrayLike, func: str = "values") -> npt.NDArray[np.float64]:
-    """Steps as a float array, after checking they are non-negative integers."""
+def as_steps(steps: npt.ArrayLike, func: str = "values") -> Steps:
+    """Steps as an int64 array (exact: periodic schedules take integer remainders), after checking them.
+
+    Steps are integers in [0, MAX_STEP] (whole floats are accepted); past 2**63 - 1 a step
+    is refused rather than rounded.
+
+    Example:
+        >>> as_steps([0, 2**62]).tolist()
+        [0, 4611686018427387904]
+    """
     arr = np.asarray(steps)
     whole_floats = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr))) and not np.any(arr != np.floor(arr))
+    if arr.dtype.kind == "O" and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr.flat):
+        validate.fail(func, "steps", "must be <= 2**63 - 1", steps, ScheduleError)  # Python ints beyond int64
     if arr.dtype.kind not in "iu" and not whole_floats:
         validate.fail(func, "steps", "must be integers", steps, ScheduleError)
     if arr.size and arr.min() < 0:
         validate.fail(func, "steps", "must be >= 0", steps, ScheduleError)
-    return arr.astype(np.float64)
+    if arr.size and arr.dtype.kind != "i" and arr.max() >= 2.0**63:
+        validate.fail(func, "steps", "must be <= 2**63 - 1", steps, ScheduleError)
+    return arr.astype(np.int64, copy=False)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -60,6 +77,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         self._validate()
+        depth = nesting(self)
+        if depth > MAX_DEPTH:
+            validate.fail(self.name, "schedule", TOO_DEEP, f"{depth} levels", ScheduleError)
 
     def _validate(self) -> None:
         """Check and normalize fields (via `_set`); raise ScheduleError on bad input."""
@@ -71,7 +91,21 @@ class Schedule:
         """Replace `field` by what the `lrkit.validate` function `check` makes of it (raising ScheduleError)."""
         self._set(field, check(self.name, field, getattr(self, field), ScheduleError, *args, **kwargs))
 
-    def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _duration(self, field: str, minimum: int = 1, maximum: int = MAX_STEP) -> None:
+        """Check a duration field: an integer >= `minimum` and <= `maximum` (it meets steps in int64 arithmetic)."""
+        self._check(field, validate.integer, minimum=minimum)
+        self._steps_in_range(field, maximum)
+
+    def _steps_in_range(self, field: str, maximum: int = MAX_STEP) -> None:
+        """Check that a step field (one step, or sorted milestones / boundaries) stays <= `maximum`."""
+        value = getattr(self, field)
+        last = value[-1] if isinstance(value, tuple) and value else value
+        if isinstance(last, int) and last > maximum:
+            text = "2**63 - 1" if maximum == MAX_STEP else str(maximum)
+            validate.fail(self.name, field, f"must be <= {text} (steps are 64-bit integers)", value, ScheduleError)
+
+    def _values(self, t: Steps) -> npt.NDArray[np.float64]:
+        """The values at int64 steps `t` (exact integers: take remainders in integers, then go to floats)."""
         raise NotImplementedError
 
     def values(self, steps: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -85,7 +119,7 @@ class Schedule:
         t = as_steps(steps, f"{self.name}.values")
         return self._at(t.reshape(-1)).reshape(t.shape)  # shapes compute on 1-D arrays (in place, where they can)
 
-    def _at(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _at(self, t: Steps) -> npt.NDArray[np.float64]:
         """`values` on steps already checked (a combinator's inner schedule: no second pass over a million steps)."""
         out = np.asarray(self._values(t), dtype=np.float64)
         # a shape may compute a scalar (e.g. a constant); callers always get one value per step
@@ -99,8 +133,8 @@ class Schedule:
             >>> lrkit.linear(start=1.0, end=0.0, steps=4)(1)
             0.75
         """
-        step = validate.integer(f"{self.name}.__call__", "step", step, ScheduleError, minimum=0)
-        return float(self.values(np.array([step]))[0])
+        step = validate.integer(f"{self.name}.__call__", "step", step, ScheduleError, minimum=0, maximum=MAX_STEP)
+        return float(self._at(np.array([step], dtype=np.int64))[0])
 
     def params(self) -> dict[str, Any]:
         """The fields of this schedule, by name, in declaration order.
@@ -146,6 +180,34 @@ class Schedule:
         return NotImplemented
 
 
+def children(s: Schedule) -> list[Schedule]:
+    """The schedules `s` is built from (its schedule-valued fields, in order).
+
+    Example:
+        >>> import lrkit
+        >>> children(lrkit.warmup(lrkit.constant(1.0), steps=2))
+        [constant(value=1.0)]
+    """
+    found: list[Schedule] = []
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        found.extend(v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, Schedule))
+    return found
+
+
+def nesting(s: Schedule) -> int:
+    """How many schedules deep `s` is: 1 for a shape, 1 + the deepest child for a combinator.
+
+    Every schedule is checked at construction (at most MAX_DEPTH), so this recursion stays shallow.
+
+    Example:
+        >>> import lrkit
+        >>> nesting(lrkit.constant(1.0)), nesting(lrkit.constant(1.0) * lrkit.constant(2.0) * lrkit.constant(3.0))
+        (1, 3)
+    """
+    return 1 + max((nesting(c) for c in children(s)), default=0)
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, Schedule):
         return value.to_dict()
@@ -186,7 +248,7 @@ class Scaled(Schedule):
         schedule_field(self.name, "schedule", self.schedule)
         self._check("factor", validate.non_negative)
 
-    def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _values(self, t: Steps) -> npt.NDArray[np.float64]:
         return self.factor * self.schedule._at(t)
 
     def __repr__(self) -> str:
@@ -213,7 +275,7 @@ class Product(Schedule):
         schedule_field(self.name, "left", self.left)
         schedule_field(self.name, "right", self.right)
 
-    def _values(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _values(self, t: Steps) -> npt.NDArray[np.float64]:
         return self.left._at(t) * self.right._at(t)
 
     def __repr__(self) -> str:

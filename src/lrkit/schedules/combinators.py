@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from lrkit import validate
 from lrkit.errors import ScheduleError
-from lrkit.schedules.base import Schedule, register, schedule_field
+from lrkit.schedules.base import Schedule, Steps, register, schedule_field
 
 Array = npt.NDArray[np.float64]
 
@@ -37,13 +37,13 @@ class Warmup(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        self._check("steps", validate.integer)
+        self._duration("steps")
         self._check("start", validate.non_negative)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         target = self.schedule(0)
         ramp = self.start + (target - self.start) * t / self.steps
-        return np.where(t < self.steps, ramp, self.schedule._at(np.maximum(t - self.steps, 0.0)))
+        return np.where(t < self.steps, ramp, self.schedule._at(np.maximum(t - self.steps, 0)))
 
 
 @register("join")
@@ -68,12 +68,13 @@ class Join(Schedule):
             schedule_field(self.name, "schedules", s)
         self._set("schedules", items)
         self._check("boundaries", validate.increasing_steps)
+        self._steps_in_range("boundaries")
         validate.length(self.name, "schedules", items, ScheduleError, len(self.boundaries) + 1, "one more than boundaries")
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         starts = (0, *self.boundaries)
-        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="right")
-        out = np.zeros_like(t)
+        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.int64), t, side="right")
+        out = np.zeros(t.shape)
         for i, (s, b) in enumerate(zip(self.schedules, starts)):
             mine = index == i
             if np.any(mine):
@@ -105,7 +106,7 @@ class Clip(Schedule):
             if self.low > self.high:
                 validate.fail(self.name, "low", f"must be <= high ({self.high})", self.low, ScheduleError)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         return np.clip(self.schedule._at(t), self.low, self.high)
 
 
@@ -127,7 +128,7 @@ class PerEpoch(Schedule):
 
     def _validate(self) -> None:
         schedule_field(self.name, "schedule", self.schedule)
-        self._check("steps_per_epoch", validate.integer)
+        self._duration("steps_per_epoch")
 
-    def _values(self, t: Array) -> Array:
-        return self.schedule._at(np.floor(t / self.steps_per_epoch))
+    def _values(self, t: Steps) -> Array:
+        return self.schedule._at(t // self.steps_per_epoch)  # whole epochs, exact at any step

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from lrkit import validate
 from lrkit.errors import ScheduleError
-from lrkit.schedules.base import Schedule, register
+from lrkit.schedules.base import MAX_STEP, Schedule, Steps, register
 from lrkit.schedules.shapes import anneal_cos, anneal_poly, cos_height
 
 Array = npt.NDArray[np.float64]
@@ -40,31 +40,54 @@ class SGDR(Schedule):
 
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
-        self._check("first_cycle", validate.integer)
+        self._duration("first_cycle")
         self._check("cycle_mult", validate.number)
         if self.cycle_mult < 1:
             validate.fail(self.name, "cycle_mult", "must be >= 1", self.cycle_mult, ScheduleError)
         self._check("end", validate.non_negative)
         self._check("peak_decay", validate.positive)
 
-    def _cycles(self, t: Array) -> tuple[Array, Array, Array, Array]:
-        """Each step's cycle start, cycle length and cycle peak; `t` itself as float (the time within a cycle needs it)."""
-        first, m, t = float(self.first_cycle), self.cycle_mult, t.astype(np.float64, copy=False)
-        if m == 1.0:
-            i = np.floor(t / first)
-            peak = self.start * np.power(self.peak_decay, i) if self.peak_decay != 1.0 else np.float64(self.start)
-            return t, i * first, np.float64(first), peak
+    def _cycles(self, t: Steps) -> tuple[Array, Array | float, Array | float]:
+        """Each step's position in its cycle, the cycle's length and its peak.
+
+        With a whole `cycle_mult` the cycles have whole lengths, so the position is an integer remainder,
+        exact at any step (a float step would lose the phase past 2**53); otherwise the boundaries are
+        real numbers, found in float64.
+        """
+        if self.cycle_mult == 1.0:
+            i, position = np.divmod(t, self.first_cycle)
+            peak = self.start * np.power(self.peak_decay, i) if self.peak_decay != 1.0 else self.start
+            return position.astype(np.float64), float(self.first_cycle), peak
+        if float(self.cycle_mult).is_integer():
+            return self._whole_cycles(t)
+        return self._real_cycles(t.astype(np.float64))
+
+    def _whole_cycles(self, t: Steps) -> tuple[Array, Array, Array]:
+        """`_cycles` for an integer cycle_mult >= 2: the cycle starts as exact integers (at most 63 of them in int64)."""
+        m, top = int(self.cycle_mult), int(t.max(initial=0))
+        starts = [0]
+        while starts[-1] <= top:
+            starts.append(starts[-1] + self.first_cycle * m ** (len(starts) - 1))
+        begins = np.array(starts[:-1], dtype=np.int64)
+        spans = np.diff(np.array(starts, dtype=np.float64))
+        peaks = self.start * np.power(self.peak_decay, np.arange(begins.size, dtype=np.float64))
+        i = np.searchsorted(begins, t, side="right") - 1
+        return (t - begins[i]).astype(np.float64), spans[i], peaks[i]
+
+    def _real_cycles(self, t: Array) -> tuple[Array, Array, Array]:
+        """`_cycles` for a fractional cycle_mult > 1, in float64."""
         count = int(self._estimate(t.max(initial=0.0))) + 2
         if count <= _SGDR_TABLE:
             # few cycles (any real run): look each step up in a table of them, cheaper than a log and powers per step
             table = self._cycle(np.arange(count, dtype=np.float64))
-            i = np.searchsorted(table[0], t, side="right") - 1
-            return t, table[0][i], table[1][i], table[2][i]
+            row = np.searchsorted(table[0], t, side="right") - 1
+            return t - table[0][row], table[1][row], table[2][row]
         # the logarithm can land one cycle off at exact boundaries: correct it
         i = self._estimate(t)
-        i = np.where(self._cycle(i)[0] > t, i - 1, i)
-        i = np.where(self._cycle(i + 1)[0] <= t, i + 1, i)
-        return (t, *self._cycle(i))
+        i = np.where(self._cycle(i)[0] > t, i - 1.0, i)
+        i = np.where(self._cycle(i + 1.0)[0] <= t, i + 1.0, i)
+        begin, span, peak = self._cycle(i)
+        return t - begin, span, peak
 
     def _estimate(self, t: Array) -> Array:
         """The cycle holding step t by logarithm, possibly one off at a boundary (capping keeps a huge cycle_mult finite)."""
@@ -80,10 +103,9 @@ class SGDR(Schedule):
             power = m**i
         return first * (power - 1.0) / (m - 1.0), first * power, self.start * np.power(self.peak_decay, i)
 
-    def _values(self, t: Array) -> Array:
-        t, begin, span, peak = self._cycles(t)
+    def _values(self, t: Steps) -> Array:
+        x, span, peak = self._cycles(t)
         # the angle pi * (t - begin) / span in torch's order, in place: a million steps make no temporaries
-        x = np.subtract(t, begin)
         x *= np.pi
         x /= span
         x = cos_height(x, (peak - self.end) / 2.0)
@@ -119,23 +141,24 @@ class Cyclic(Schedule):
         self._check("high", validate.non_negative)
         if self.low > self.high:
             validate.fail(self.name, "low", f"must be <= high ({self.high})", self.low, ScheduleError)
-        self._check("half_cycle", validate.integer)
+        self._duration("half_cycle", maximum=MAX_STEP // 2)  # a whole cycle, 2 * half_cycle, is a step too
         self._check("mode", validate.choice, CYCLIC_MODES)
         self._check("gamma", validate.in_range, 0.0, 1.0, open_low=True)
 
-    def _values(self, t: Array) -> Array:
-        period = 2.0 * self.half_cycle
-        cycle = np.floor(1.0 + t / period)
-        x = 1.0 + t / period - cycle
-        # torch's x / 0.5 up the triangle and (x - 1) / (0.5 - 1) down it, exactly: both are scalings by 2
-        height = (self.high - self.low) * np.minimum(2.0 * x, 2.0 * (1.0 - x))
+    def _values(self, t: Steps) -> Array:
+        period = 2 * self.half_cycle
+        # the cycle and the place in it as integers, exact at any step (a float step loses the phase past 2**53)
+        done, place = np.divmod(t, period)
+        # torch's x / 0.5 up the triangle and (x - 1) / (0.5 - 1) down it, with x = place / period: both are scalings by 2
+        height = (self.high - self.low) * (np.minimum(place, period - place) / self.half_cycle)
         if self.mode == "triangular2":
             # halving per cycle from a table of 2**-k: exactly height / 2**(cycle - 1); past 1100 halvings every double is 0
-            halvings = np.minimum(cycle - 1.0, 1100.0).astype(np.intp)
+            halvings = np.minimum(done, 1100).astype(np.intp)
             height = height * np.ldexp(1.0, -np.arange(int(halvings.max(initial=0)) + 1))[halvings]
         elif self.mode == "exp_range":
             height = height * np.power(self.gamma, t)
-        return self.low + height
+        lrs: Array = self.low + height
+        return lrs
 
 
 @register("one_cycle")
@@ -164,7 +187,7 @@ class OneCycle(Schedule):
 
     def _validate(self) -> None:
         self._check("peak", validate.non_negative)
-        self._check("total_steps", validate.integer, minimum=2)
+        self._duration("total_steps", minimum=2)
         self._check("pct_start", validate.in_range, 0.0, 1.0, open_low=True)
         self._check("div_factor", validate.positive)
         self._check("final_div_factor", validate.positive)
@@ -181,19 +204,19 @@ class OneCycle(Schedule):
             return [(up, initial, self.peak), (2.0 * self.pct_start * self.total_steps - 2.0, self.peak, initial), (last, initial, final)]
         return [(up, initial, self.peak), (last, self.peak, final)]
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         phases = np.array(self._phases())
         ends, lr0, lr1 = phases[:, 0], phases[:, 1], phases[:, 2]
         begins = np.concatenate(([0.0], ends[:-1]))
         # a phase of zero length (pct_start * total_steps == 1) holds its start value: 0 / inf, not 0 / 0
         spans = np.where(ends == begins, np.inf, ends - begins)
-        t = np.minimum(t, self.total_steps - 1.0)
+        held: Array = np.minimum(t, self.total_steps - 1.0)
         # torch picks the first phase with t <= end_step, else the last; the ends are sorted whenever
         # pct_start * total_steps >= 1, and all negative (so every t >= 0 falls in the last phase) otherwise
-        k = np.searchsorted(ends[:-1], t, side="left")
+        k = np.searchsorted(ends[:-1], held, side="left")
         # the operations of torch's _annealing_cos / _annealing_linear in the same order (so the numbers
         # are equal, not merely close), done in place because this runs over millions of steps
-        pct = t - begins[k]
+        pct = held - begins[k]
         pct /= spans[k]
         if self.anneal == "linear":
             pct *= (lr1 - lr0)[k]
@@ -230,19 +253,19 @@ class WSD(Schedule):
 
     def _validate(self) -> None:
         self._check("peak", validate.non_negative)
-        self._check("total_steps", validate.integer)
-        self._check("warmup_steps", validate.integer, minimum=0)
-        self._check("decay_steps", validate.integer, minimum=0)
+        self._duration("total_steps")
+        self._duration("warmup_steps", minimum=0)
+        self._duration("decay_steps", minimum=0)
         if self.warmup_steps + self.decay_steps > self.total_steps:
             requirement = f"plus warmup_steps must be <= total_steps ({self.total_steps})"
             validate.fail(self.name, "decay_steps", requirement, self.decay_steps, ScheduleError)
         self._check("decay", validate.choice, WSD_DECAYS)
         self._check("end", validate.non_negative)
 
-    def _values(self, t: Array) -> Array:
-        w, d = float(self.warmup_steps), float(self.decay_steps)
-        begin = self.total_steps - d
-        ramp = self.peak * t / max(w, 1.0)
+    def _values(self, t: Steps) -> Array:
+        w, d = self.warmup_steps, self.decay_steps
+        begin = self.total_steps - d  # integers: the phases' edges are compared exactly at any step
+        ramp = self.peak * t / max(w, 1)
         # with no decay phase, `end` still applies from total_steps on, as it does after a decay
         p = np.clip((t - begin) / d, 0.0, 1.0) if d > 0 else (t >= begin).astype(np.float64)
         if self.decay == "linear":

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from lrkit import validate
 from lrkit.errors import ScheduleError
-from lrkit.schedules.base import REGISTRY, Schedule, register
+from lrkit.schedules.base import REGISTRY, Schedule, Steps, register
 
 Array = npt.NDArray[np.float64]
 
@@ -75,8 +75,8 @@ class Constant(Schedule):
     def _validate(self) -> None:
         self._check("value", validate.non_negative)
 
-    def _values(self, t: Array) -> Array:
-        return np.full_like(t, self.value)
+    def _values(self, t: Steps) -> Array:
+        return np.full(t.shape, self.value)
 
 
 @register("linear")
@@ -97,9 +97,9 @@ class Linear(Schedule):
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("end", validate.non_negative)
-        self._check("steps", validate.integer)
+        self._duration("steps")
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         return anneal_poly(self.start, self.end, t / self.steps)
 
 
@@ -122,16 +122,16 @@ class Polynomial(Schedule):
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("end", validate.non_negative)
-        self._check("steps", validate.integer)
+        self._duration("steps")
         self._check("power", validate.positive)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         return anneal_poly(self.start, self.end, t / self.steps, self.power)
 
 
-def _exponent(t: Array, every: int, staircase: bool) -> Array:
-    e = t / every
-    return np.floor(e) if staircase else e
+def _exponent(t: Steps, every: int, staircase: bool) -> Array:
+    """Periods elapsed: whole ones (an integer division, exact at any step) with `staircase`, else fractional."""
+    return (t // every).astype(np.float64) if staircase else t / every
 
 
 @register("exponential")
@@ -154,11 +154,11 @@ class Exponential(Schedule):
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("rate", validate.positive)
-        self._check("every", validate.integer)
+        self._duration("every")
         self._check("staircase", validate.flag)
         self._check("floor", validate.non_negative)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         with np.errstate(over="ignore", under="ignore"):
             v = self.start * np.power(self.rate, _exponent(t, self.every, self.staircase))
         return np.maximum(v, self.floor)
@@ -183,10 +183,10 @@ class InverseTime(Schedule):
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("decay", validate.non_negative)
-        self._check("every", validate.integer)
+        self._duration("every")
         self._check("staircase", validate.flag)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         return self.start / (1.0 + self.decay * _exponent(t, self.every, self.staircase))
 
 
@@ -210,18 +210,18 @@ class InverseSqrt(Schedule):
 
     def _validate(self) -> None:
         self._check("peak", validate.non_negative)
-        self._check("warmup_steps", validate.integer, minimum=0)
+        self._duration("warmup_steps", minimum=0)
         if self.timescale is not None:
-            self._check("timescale", validate.integer)
+            self._duration("timescale")
         elif self.warmup_steps == 0:
             validate.fail(self.name, "timescale", "must be a positive integer when warmup_steps is 0", self.timescale, ScheduleError)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         ts = float(self.timescale if self.timescale is not None else self.warmup_steps)
         w = float(self.warmup_steps)
         ramp = self.peak * t / max(w, 1.0)
-        decay = self.peak * np.sqrt(ts / (np.maximum(t - w, 0.0) + ts))
-        return np.where(t < w, ramp, decay)
+        decay = self.peak * np.sqrt(ts / (np.maximum(t - self.warmup_steps, 0) + ts))
+        return np.where(t < self.warmup_steps, ramp, decay)
 
 
 @register("step_decay")
@@ -242,10 +242,10 @@ class StepDecay(Schedule):
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("factor", validate.positive)
-        self._check("every", validate.integer)
+        self._duration("every")
 
-    def _values(self, t: Array) -> Array:
-        return self.start * np.power(self.factor, np.floor(t / self.every))
+    def _values(self, t: Steps) -> Array:
+        return self.start * np.power(self.factor, (t // self.every).astype(np.float64))
 
 
 @register("multistep")
@@ -266,10 +266,11 @@ class MultiStep(Schedule):
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("milestones", validate.increasing_steps)
+        self._steps_in_range("milestones")
         self._check("factor", validate.positive)
 
-    def _values(self, t: Array) -> Array:
-        drops = np.searchsorted(np.asarray(self.milestones, dtype=np.float64), t, side="right")
+    def _values(self, t: Steps) -> Array:
+        drops = np.searchsorted(np.asarray(self.milestones, dtype=np.int64), t, side="right")
         return self.start * np.power(self.factor, drops)
 
 
@@ -289,13 +290,14 @@ class Piecewise(Schedule):
 
     def _validate(self) -> None:
         self._check("boundaries", validate.increasing_steps)
+        self._steps_in_range("boundaries")
         given = validate.sequence(self.name, "values", self.values_, ScheduleError)
         vals = tuple(validate.non_negative(self.name, "values", v, ScheduleError) for v in given)
         validate.length(self.name, "values", vals, ScheduleError, len(self.boundaries) + 1, "one more than boundaries")
         self._set("values_", vals)
 
-    def _values(self, t: Array) -> Array:
-        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="right")
+    def _values(self, t: Steps) -> Array:
+        index = np.searchsorted(np.asarray(self.boundaries, dtype=np.int64), t, side="right")
         return np.asarray(self.values_, dtype=np.float64)[index]
 
     def params(self) -> dict[str, Any]:
@@ -336,8 +338,8 @@ class Cosine(Schedule):
 
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
-        self._check("steps", validate.integer)
+        self._duration("steps")
         self._check("end", validate.non_negative)
 
-    def _values(self, t: Array) -> Array:
+    def _values(self, t: Steps) -> Array:
         return anneal_cos(self.start, self.end, t / self.steps)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lrkit import validate
 from lrkit.errors import ScheduleError, bad
-from lrkit.schedules.base import REGISTRY, Schedule
+from lrkit.schedules.base import MAX_DEPTH, REGISTRY, TOO_DEEP, Schedule
 
 
 def build(name: str, args: list[Any], kwargs: dict[str, Any], func: str) -> Schedule:
@@ -46,6 +47,14 @@ def from_dict(d: dict[str, Any]) -> Schedule:
     """
     if not isinstance(d, dict):
         validate.wrong_type("from_dict", "d", "must be a dict with a 'type' key", d, ScheduleError)
+    # a schedule level is a dict, or a dict in a list (join): anything deeper would only reach a RecursionError
+    levels = deepest(d, _contents, lambda v: isinstance(v, (dict, list)))
+    if levels > 2 * MAX_DEPTH:
+        validate.fail("from_dict", "d", TOO_DEEP, f"{levels} levels of dicts and lists", ScheduleError)
+    return _from_dict(d)
+
+
+def _from_dict(d: dict[str, Any]) -> Schedule:
     if "type" not in d:
         validate.fail("from_dict", "d", "must be a dict with a 'type' key", d, ScheduleError)
     kwargs = {k: _decode(v) for k, v in d.items() if k != "type"}
@@ -54,7 +63,7 @@ def from_dict(d: dict[str, Any]) -> Schedule:
 
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
-        return from_dict(value)
+        return _from_dict(value)
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
@@ -78,10 +87,39 @@ def parse(text: str) -> Schedule:
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes, on Python < 3.12
         why = e.msg if isinstance(e, SyntaxError) else str(e)
         raise ScheduleError(bad("parse", "text", f"is not a valid expression ({why})", text)) from None
+    except (RecursionError, MemoryError):  # the parser gives up on a hostile depth or length
+        validate.fail("parse", "text", TOO_DEEP, _short(text), ScheduleError)
+    levels = deepest(tree.body, ast.iter_child_nodes, lambda n: isinstance(n, (ast.Call, ast.BinOp)))
+    if levels > MAX_DEPTH:  # checked before building: reading 900 nested products would hit Python's recursion limit
+        validate.fail("parse", "text", TOO_DEEP, f"{levels} levels", ScheduleError)
     value = _node(tree.body, text)
     if not isinstance(value, Schedule):
         validate.fail("parse", "text", "must describe a schedule, not a plain value", text, ScheduleError)
     return value
+
+
+def deepest(root: Any, children: Callable[[Any], Iterable[Any]], counts: Callable[[Any], bool]) -> int:
+    """The most nodes that `counts` on any path down from `root`; a loop, not a recursion (the input may be hostile).
+
+    Example:
+        >>> deepest([1, [2, [3]]], lambda v: v if isinstance(v, list) else (), lambda v: isinstance(v, list))
+        3
+    """
+    most, stack = 0, [(root, 0)]
+    while stack:
+        node, above = stack.pop()
+        depth = above + int(counts(node))
+        most = max(most, depth)
+        stack.extend((child, depth) for child in children(node))
+    return most
+
+
+def _contents(value: Any) -> Iterable[Any]:
+    return value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _node(node: ast.AST, text: str) -> Any:

@@ -86,9 +86,7 @@ class MinibatchOrder:
         return [perm[s] for s in batch_slices(self.n, size)]
 
 
-def epoch_batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, epochs: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def epoch_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, epochs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The `(inputs, targets)` minibatches of `epochs` epochs over `x`, `y` in lrkit's order for `seed`.
 
     Example:

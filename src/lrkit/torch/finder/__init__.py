@@ -121,6 +121,7 @@ def find_on_problem(
     seed: int = 0,
     val_batches: int | None = None,
     accuracy: bool = False,
+    device: str | torch.device = "cpu",
     **options: Any,
 ) -> LRFinderResult:
     """The range test on a lab problem: a fresh model, the problem's lr before the test, lrkit's minibatch order.
@@ -128,7 +129,8 @@ def find_on_problem(
     The model is built after `torch.manual_seed(seed)`, the optimizer from its spec (`lrkit.Optim` or text such as
     "sgd(momentum=0.9)") at the problem's `lr`; the training data is one epoch in `lrkit.torch.data`'s order for
     `seed`, cycled. `val_batches` records the loss on that many batches of the test split; `accuracy` records
-    accuracy instead (higher is better). `options` go to `find_lr` (`start`, `end`, `steps`, `mode`, `repeats`, ...).
+    accuracy instead (higher is better). The model is moved to `device` (the batches follow it).
+    `options` go to `find_lr` (`start`, `end`, `steps`, `mode`, `repeats`, ...).
 
     Example:
         >>> r = find_on_problem("blobs", "adam", steps=20, start=1e-4, end=1.0)
@@ -140,7 +142,7 @@ def find_on_problem(
     spec = Optim.of(optimizer, "find_on_problem", "optimizer")
     p = get_problem(problem, seed=seed) if isinstance(problem, str) else problem
     torch.manual_seed(seed)
-    model = p.make_model()
+    model = p.make_model().to(device)
     val = None
     if val_batches is not None:
         val = [(p.x_test[s], p.y_test[s]) for s in batch_slices(len(p.x_test), p.batch_size)]
