@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +48,8 @@ EPOCHS = {"blobs": 30, "moons": 30, "circles": 30, "digits": 12, "digits_cnn": 8
 GRIDS = {"sgd": (-3.0, 1.0), "adam": (-4.0, 0.0)}  # log10 lr range of the grid, per optimizer (a key of OPTIMS)
 OPTIMIZERS = tuple(GRIDS)
 TLF = "torch-lr-finder"
+MAX_LR_GRID = 200  # constant lrs per cell: each one is a whole training run
+FINDER_SEED_OFFSET = 1000  # the range test's minibatch order is seed + 1000 (not the grid's order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,21 +89,43 @@ class Config:
         return [(p, o, s) for p in self.problems for o in self.optimizers for s in self.seeds]
 
     def check(self) -> None:
-        """Reject unknown names and sizes before any work starts."""
+        """Reject unknown, empty or repeated names, sizes and seeds before any work starts.
+
+        Example:
+            >>> try:
+            ...     Config(problems=()).check()
+            ... except LabError as e:
+            ...     print(e)
+            bench finder: parameter 'problems' must name at least one of 'blobs', 'moons', 'circles', 'digits', 'digits_cnn', \
+'mnist1d', 'mnist1d_cnn', 'regression', 'sequence', got ()
+        """
         from lrkit.lab.problems import PROBLEMS
 
         func = "bench finder"
-        for p in self.problems:
-            validate.choice(func, "problems", p, LabError, tuple(PROBLEMS))
-        for o in self.optimizers:
-            validate.choice(func, "optimizers", o, LabError, OPTIMIZERS)
-        validate.integer(func, "grid_points", self.grid_points, LabError, minimum=2)
+        _names(func, "problems", self.problems, tuple(PROBLEMS))
+        _names(func, "optimizers", self.optimizers, OPTIMIZERS)
+        validate.integer(func, "grid_points", self.grid_points, LabError, minimum=2, maximum=MAX_LR_GRID)
         validate.integer(func, "finder_steps", self.finder_steps, LabError, minimum=10)
-        validate.integer(func, "workers", self.workers, LabError)
-        if not self.seeds:
-            validate.fail(func, "seeds", "must hold at least one seed", self.seeds, LabError)
-        for seed in self.seeds:
-            validate.seed(func, "seeds", seed, LabError)
+        validate.integer(func, "workers", self.workers, LabError, maximum=4 * (os.cpu_count() or 1))  # each loads torch: ~0.5 GB
+        validate.positive(func, "epochs_scale", self.epochs_scale, LabError)
+        seeds = validate.sequence(func, "seeds", self.seeds, LabError)
+        if not seeds or len(set(seeds)) != len(seeds):
+            validate.fail(func, "seeds", "must hold at least one seed, each once", seeds, LabError)
+        for seed in seeds:
+            validate.integer(func, "seeds", seed, LabError, minimum=0, maximum=2**63 - 1 - FINDER_SEED_OFFSET)
+        if validate.flag(func, "compare_tlf", self.compare_tlf, LabError) and importlib.util.find_spec("torch_lr_finder") is None:
+            validate.fail(func, "compare_tlf", "needs torch-lr-finder installed (pip install torch-lr-finder), or --no-tlf", True, LabError)
+
+
+def _names(func: str, param: str, names: Any, valid: tuple[str, ...]) -> None:
+    """A non-empty list of names from `valid`, none repeated (a repeated cell would count twice in the summary)."""
+    items = validate.sequence(func, param, names, LabError)
+    if not items:
+        validate.fail(func, param, f"must name at least one of {', '.join(map(repr, valid))}", items, LabError)
+    for name in items:
+        validate.choice(func, param, name, LabError, valid)
+    if len(set(items)) != len(items):
+        validate.fail(func, param, "must name each one once", list(items), LabError)
 
 
 # -- training ------------------------------------------------------------------------------------------
@@ -143,7 +169,7 @@ def lrkit_suggestions(problem: Problem, optimizer: str, seed: int, steps: int) -
     torch.manual_seed(seed)
     model = problem.make_model()
     opt = OPTIMS[optimizer].to_torch(model.parameters(), 1e-3)
-    result = find_lr(model, opt, problem.loss, batches(problem, seed + 1000, 1), steps=steps)
+    result = find_lr(model, opt, problem.loss, batches(problem, seed + FINDER_SEED_OFFSET, 1), steps=steps)
     return dict(result.suggestions), {"lrs": result.lrs, "losses": result.to_dict()["losses"], "stop": result.stop_reason}
 
 
@@ -159,7 +185,7 @@ def tlf_suggestion(problem: Problem, optimizer: str, seed: int, steps: int) -> f
     model = problem.make_model()
     opt = OPTIMS[optimizer].to_torch(model.parameters(), 1e-7)
     loader = DataLoader(TensorDataset(problem.x_train, problem.y_train), batch_size=problem.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed + 1000))  # fmt: skip
+                        generator=torch.Generator().manual_seed(seed + FINDER_SEED_OFFSET))  # fmt: skip
     finder = LRFinder(model, opt, problem.loss)
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

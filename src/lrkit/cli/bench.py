@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from lrkit.cli._options import OUT_DIR
+
 
 @click.group()
 def bench() -> None:
@@ -24,10 +26,10 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 @click.option("--problems", default=None, help="Comma-separated built-in problems (default: all).")
 @click.option("--optimizers", default=None, help="Comma-separated: sgd, adam (default: both).")
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: 0,1,2).")
-@click.option("--grid-points", type=int, default=None, help="Constant lrs in the grid (default: 12).")
-@click.option("--workers", type=int, default=None, help="Processes, one thread each (default: 2).")
+@click.option("--grid-points", type=int, default=None, help="Constant lrs in the grid, 2 to 200 (default: 12).")
+@click.option("--workers", type=int, default=None, help="Processes, one thread each, at most 4 per CPU core (default: 2).")
 @click.option("--no-tlf", is_flag=True, help="Skip the torch-lr-finder comparison.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-bench"), show_default=True, help="Output dir.")
+@click.option("--out", type=OUT_DIR, default=Path("lrkit-bench"), show_default=True, help="Output folder (checked first).")
 def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str | None, grid_points: int | None,
            workers: int | None, no_tlf: bool, out: Path) -> None:  # fmt: skip
     """Score every suggestion rule and torch-lr-finder: regret against the grid-best validation loss.
@@ -51,7 +53,6 @@ def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str
     with Progress(transient=True) as progress:
         task = progress.add_task("finder benchmark", total=len(config.cells()))
         report = run(config, progress=lambda rec: progress.advance(task))
-    out.mkdir(parents=True, exist_ok=True)
     (out / "finder_bench.json").write_text(json.dumps(report, indent=1))
     text = finder_report.table(report)
     (out / "finder_bench.md").write_text(text + "\n")

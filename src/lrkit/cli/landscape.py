@@ -13,16 +13,13 @@ from typing import Any
 import click
 
 from lrkit import validate
+from lrkit.cli._options import OUT_DIR, OUT_FILE
 from lrkit.errors import LandscapeError
 from lrkit.optim import HELP
 
-OUT = click.Path(file_okay=False, path_type=Path)
-
 
 @click.group(invoke_without_command=True)
-@click.option(
-    "--html", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the interactive page to this .html file."
-)
+@click.option("--html", type=OUT_FILE, default=None, help="Write the interactive page to this .html file.")
 @click.option(
     "--steps", type=click.IntRange(1, 5000), default=200, show_default=True, help="Steps of each trajectory on the page (with --html)."
 )
@@ -32,6 +29,11 @@ def landscape(ctx: click.Context, html: Path | None, steps: int) -> None:
 
     Example: lrkit landscape --html landscape.html
     """
+    steps_given = ctx.get_parameter_source("steps") is click.core.ParameterSource.COMMANDLINE
+    if html is None and ctx.invoked_subcommand is None and steps_given:
+        raise click.UsageError("a subcommand is needed (surface, net or page), or --html FILE to write the page")
+    if html is None and steps_given:
+        raise click.UsageError("--steps of 'lrkit landscape' applies only with --html FILE (each subcommand takes its own --steps)")
     if html is not None:
         _write_page(html, steps)
     elif ctx.invoked_subcommand is None:
@@ -39,7 +41,7 @@ def landscape(ctx: click.Context, html: Path | None, steps: int) -> None:
 
 
 @landscape.command()
-@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=Path("landscape.html"), show_default=True)
+@click.option("--html", type=OUT_FILE, default=Path("landscape.html"), show_default=True)
 @click.option("--steps", type=click.IntRange(1, 5000), default=200, show_default=True, help="Steps of each trajectory.")
 def page(html: Path, steps: int) -> None:
     """Write the self-contained interactive page (sliders for lr, momentum, schedule, start point).
@@ -71,14 +73,14 @@ def _write_page(html: Path, steps: int) -> None:
     help="A page kind (constant, cosine, step_decay, ...) or a spec with peak 1, scaled by each --lr.",
 )
 @click.option("--momentum", type=float, default=None, help="Momentum / Adam's beta1, replacing each optimizer's own.")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Optimizer steps of each run (at most 100000).")
 @click.option("--start", default=None, help="Start point 'x,y' (default: the surface's).")
 @click.option("--noise", type=float, default=0.0, show_default=True, help="Std of Gaussian gradient noise (mini-batch model).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
 @click.option("--gif/--no-gif", default=True, show_default=True, help="Also write an animated GIF.")
 @click.option("--frames", type=click.IntRange(min=2), default=30, show_default=True, help="Frames of the GIF.")
 @click.option("--resolution", type=click.IntRange(min=2), default=200, show_default=True, help="Grid points per side of the contours.")
-@click.option("--out", type=OUT, default=Path("landscape-out"), show_default=True, help="Folder for the PNG, GIF and JSON.")
+@click.option("--out", type=OUT_DIR, default=Path("landscape-out"), show_default=True, help="Folder for the PNG, GIF and JSON.")
 def surface(
     surface: str, optimizer: str, lrs: str | None, schedule: str, momentum: float | None, steps: int,
     start: str | None, noise: float, seed: int, gif: bool, frames: int, resolution: int, out: Path,
@@ -87,20 +89,25 @@ def surface(
 
     Example: lrkit landscape surface --surface rosenbrock --optimizer sgd,adam --lr 1e-3,1e-2 --out DIR
     """
-    from lrkit.landscape.studies import save_surface_study, surface_runs
-    from lrkit.landscape.surfaces import check_grid, get_surface
-    from lrkit.landscape.trajectory import landscape_optims
+    from lrkit.landscape.studies import check_surface_output, save_surface_study, surface_runs
+    from lrkit.landscape.surfaces import get_surface
+    from lrkit.landscape.trajectory import check_steps, landscape_optims
 
     func = "lrkit landscape surface"
     surf = get_surface(surface)
-    check_grid(func, "--resolution", resolution, resolution)
+    check_steps(func, steps, "--steps")
+    check_surface_output(func, resolution, gif, frames)
     optims = landscape_optims(optimizer, func, "--optimizer")
     rates = _rates(lrs, func)
     x0 = _split(start, "--start", float) if start else None
     runs = surface_runs(surf, optims, rates, schedule=schedule, steps=steps, progress=_progress,
                         start=x0, momentum=momentum, noise=noise, seed=seed)  # fmt: skip
     for r in runs:
-        click.echo(f"{r.label:<32} final loss {r.losses[-1]:.4g} after {r.steps} steps, at ({r.points[-1][0]:.4g}, {r.points[-1][1]:.4g})")
+        at = f"at ({r.points[-1][0]:.4g}, {r.points[-1][1]:.4g})"
+        if r.diverged:
+            click.echo(f"{r.label:<32} diverged after {r.steps} steps, last recorded loss {r.losses[-1]:.4g} {at}")
+        else:
+            click.echo(f"{r.label:<32} final loss {r.losses[-1]:.4g} after {r.steps} steps, {at}")
     written = save_surface_study(surf, runs, out, title=f"{surf.name}, schedule {schedule}", resolution=resolution, gif=gif, frames=frames)
     for path in written:
         if path.suffix != ".json":
@@ -108,9 +115,11 @@ def surface(
 
 
 @landscape.command()
-@click.option("--problem", default="blobs", show_default=True, help="A built-in problem of lrkit.lab (blobs, digits, ...).")
+@click.option(
+    "--problem", default="blobs", show_default=True, help="A built-in problem of lrkit.lab (blobs, digits, ...) or 'pkg.module:function'."
+)
 @click.option("--lr", "lrs", default=None, help="Comma-separated lrs to compare (default: 20x the problem's lr and its lr).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the problem's).")
+@click.option("--epochs", type=click.IntRange(min=2), default=None, help="Training epochs, at least 2 (default: the problem's).")
 @click.option("--points", type=click.IntRange(min=3), default=41, show_default=True, help="Points of each 1-D slice.")
 @click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True, help="Points per side of the 2-D slices.")
 @click.option("--distance", type=float, default=1.0, show_default=True, help="Half-width of the slices, in filter-normalized units.")
@@ -118,7 +127,7 @@ def surface(
     "--directions", type=click.IntRange(min=1), default=5, show_default=True, help="Random directions averaged for the curvature."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=OUT, default=Path("landscape-out"), show_default=True)
+@click.option("--out", type=OUT_DIR, default=Path("landscape-out"), show_default=True, help="Folder for the PNGs and summary.json.")
 def net(
     problem: str, lrs: str | None, epochs: int | None, points: int, grid: int, distance: float, directions: int, seed: int, out: Path
 ) -> None:
@@ -127,17 +136,16 @@ def net(
     Example: lrkit landscape net --problem blobs --out DIR
     """
     from lrkit.lab.problems import get_problem
-    from lrkit.landscape.studies import net_landscape, save_net_study
-    from lrkit.landscape.surfaces import check_grid
+    from lrkit.landscape.studies import check_net_landscape, net_landscape, save_net_study
 
     func = "lrkit landscape net"
-    check_grid(func, "--grid", grid, grid)
+    rates = _rates(lrs, func)
     prob = get_problem(problem)
-    rates = _rates(lrs, func) or [20 * prob.lr, prob.lr]
-    results = [
-        net_landscape(prob, lr, epochs=epochs, points=points, grid=grid, distance=distance, directions=directions, seed=seed)
-        for lr in _progress(rates, f"{prob.name}: lrs")
-    ]
+    settings: dict[str, Any] = {"epochs": epochs, "points": points, "grid": grid, "distance": distance, "directions": directions}
+    settings["seed"] = seed
+    for lr in rates or [prob.lr]:  # every lr and setting, before the first training starts
+        check_net_landscape(prob, lr, **settings)
+    results = [net_landscape(prob, lr, **settings) for lr in _progress(rates or [20 * prob.lr, prob.lr], f"{prob.name}: lrs")]
     save_net_study(prob.name, results, out)
     for r in results:
         ev = r.path.explained_variance

@@ -59,6 +59,9 @@ _LAZY = {
     "NetLandscape": "studies",
     "net_landscape": "studies",
     "save_net_study": "studies",
+    "check_net_landscape": "studies",
+    "check_surface_output": "studies",
+    "MAX_STEPS": "trajectory",
 }
 
 

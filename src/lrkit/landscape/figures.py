@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+MAX_FRAMES = 1000  # 100 s of animation at 10 frames a second; every frame is drawn and kept in memory
+
 
 def plot_trajectories(
     surface: str | Surface, trajectories: Sequence[Trajectory], *, resolution: int = 200, title: str | None = None
@@ -115,7 +117,7 @@ def save_gif(
     path = Path(path)
     if path.suffix.lower() != ".gif":
         validate.fail("save_gif", "path", "must end in .gif", str(path), LandscapeError)
-    frames = validate.integer("save_gif", "frames", frames, LandscapeError, minimum=2)
+    frames, fps = check_gif("save_gif", frames, fps)
     fig = plot_trajectories(surface, trajectories, resolution=resolution)
     paths, curves = fig.axes[0].get_lines()[::2], fig.axes[1].get_lines()
     runs = list(trajectories)
@@ -136,6 +138,17 @@ def save_gif(
     return path
 
 
+def check_gif(func: str, frames: Any, fps: Any = 10) -> tuple[int, int]:
+    """`(frames, fps)` of an animation: 2 to `MAX_FRAMES` frames, 1 to 100 frames a second.
+
+    Example:
+        >>> check_gif("save_gif", 30)
+        (30, 10)
+    """
+    frames = validate.integer(func, "frames", frames, LandscapeError, minimum=2, maximum=MAX_FRAMES)
+    return frames, validate.integer(func, "fps", fps, LandscapeError, maximum=100)
+
+
 def plot_slices(slices: Sequence[Slice1D], labels: Sequence[str]) -> Figure:
     """1-D loss slices of several trained networks on one axis, each labelled with its curvature at 0.
 
@@ -144,7 +157,7 @@ def plot_slices(slices: Sequence[Slice1D], labels: Sequence[str]) -> Figure:
         >>> plot_slices([s], ["toy"]).axes[0].get_lines()[0].get_label()
         'toy (curvature 2)'
     """
-    items = list(slices)
+    items = [validate.instance("plot_slices", "slices", s, LandscapeError, Slice1D, "a list of Slice1D") for s in slices]
     if not items or len(items) != len(labels):
         validate.fail("plot_slices", "labels", f"must have one label per slice ({len(items)})", list(labels), LandscapeError)
     fig = new_figure()
@@ -168,6 +181,7 @@ def plot_slice_2d(plane: Slice2D, path: PCAPath | None = None, *, title: str | N
         >>> fig.axes[0].get_xlabel()
         'α'
     """
+    _check_plane(plane, path)
     fig = new_figure(size=(5.6, 4.6))
     ax = fig.axes[0]
     cs = ax.contourf(plane.alphas, plane.betas, plane.losses, levels=30, cmap="viridis")
@@ -196,6 +210,7 @@ def plot_pca_path(path: PCAPath, *, title: str | None = None) -> Figure:
         >>> plot_pca_path(p).axes[0].get_xlabel().startswith("PC 1")
         True
     """
+    validate.instance("plot_pca_path", "path", path, LandscapeError, PCAPath, "a PCAPath (from pca_path)")
     fig = new_figure(size=(5.6, 4.6))
     ax = fig.axes[0]
     ax.plot(path.coords[:, 0], path.coords[:, 1], "-", color="gray", lw=0.8)
@@ -218,3 +233,11 @@ def _check(func: str, surface: str | Surface, trajectories: Sequence[Trajectory]
     if surf.dim != 2:
         validate.fail(func, "surface", "must be 2-D to draw", surf.dim, LandscapeError)
     return surf, runs
+
+
+def _check_plane(plane: Slice2D, path: PCAPath | None) -> None:
+    validate.instance("plot_slice_2d", "plane", plane, LandscapeError, Slice2D, "a Slice2D (from slice_2d)")
+    if path is not None:
+        validate.instance("plot_slice_2d", "path", path, LandscapeError, PCAPath, "a PCAPath (from pca_path) or None")
+    if not np.all(np.isfinite(plane.losses)):
+        validate.fail("plot_slice_2d", "plane", "must hold finite losses to draw contours", "non-finite losses", LandscapeError)

@@ -46,6 +46,8 @@ Data = Batch | Iterable[Batch]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Direction = list[torch.Tensor]
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+MAX_DISTANCE = 1e3  # in filter-normalized units (1 = one weight norm per filter); beyond, float32 weights overflow
+MAX_PATH_VALUES = 50_000_000  # checkpoints x parameters kept for the PCA (400 MB in float64, ~3 copies during the SVD)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -172,11 +174,12 @@ def slice_1d(
         0.0
     """
     check_grid("slice_1d", "steps", steps, 2)
+    reach = check_distance("slice_1d", distance)
     d = direction if direction is not None else filter_normalized_direction(model, seed=seed)
     _check_direction(model, d, "slice_1d")
-    alphas = np.linspace(-validate.positive("slice_1d", "distance", distance, LandscapeError), distance, steps)
-    losses = [_loss_at(model, loss_fn, data, [(float(a), d)]) for a in alphas]
-    return Slice1D(alphas, np.asarray(losses, dtype=np.float64))
+    alphas = np.linspace(-reach, reach, steps)
+    losses = np.asarray([_loss_at(model, loss_fn, data, [(float(a), d)]) for a in alphas], dtype=np.float64)
+    return Slice1D(alphas, _finite_losses("slice_1d", losses, reach))
 
 
 def slice_2d(
@@ -200,14 +203,38 @@ def slice_2d(
         (3, 3)
     """
     check_grid("slice_2d", "steps", steps, steps)
+    reach = check_distance("slice_2d", distance)
+    validate.integer("slice_2d", "seed", seed, LandscapeError, minimum=0, maximum=2**63 - 2)  # seed + 1 is the second direction's
     if directions is None:
         directions = (filter_normalized_direction(model, seed=seed), filter_normalized_direction(model, seed=seed + 1))
     d, e = directions
     _check_direction(model, d, "slice_2d")
     _check_direction(model, e, "slice_2d")
-    grid = np.linspace(-validate.positive("slice_2d", "distance", distance, LandscapeError), distance, steps)
-    losses = np.array([[_loss_at(model, loss_fn, data, [(float(a), d), (float(b), e)]) for a in grid] for b in grid])
-    return Slice2D(grid, grid.copy(), losses)
+    grid = np.linspace(-reach, reach, steps)
+    losses = np.array([[_loss_at(model, loss_fn, data, [(float(a), d), (float(b), e)]) for a in grid] for b in grid], dtype=np.float64)
+    return Slice2D(grid, grid.copy(), _finite_losses("slice_2d", losses, reach))
+
+
+def check_distance(func: str, distance: Any) -> float:
+    """The half-width of a slice: a number > 0 and at most `MAX_DISTANCE`.
+
+    Example:
+        >>> check_distance("slice_1d", 0.5)
+        0.5
+    """
+    reach = validate.positive(func, "distance", distance, LandscapeError)
+    if reach > MAX_DISTANCE:
+        validate.fail(func, "distance", f"must be at most {MAX_DISTANCE:g} (filter-normalized units: 1 is one weight norm)", reach,
+                      LandscapeError)  # fmt: skip
+    return reach
+
+
+def _finite_losses(func: str, losses: Array, distance: float) -> Array:
+    """The losses of a slice, when all are finite: a NaN or inf means the weights there (or the trained ones) overflow."""
+    if not np.all(np.isfinite(losses)):
+        why = f"must keep the loss finite on the slice ({np.count_nonzero(~np.isfinite(losses))} of {losses.size} points are not)"
+        validate.fail(func, "distance", why, distance, LandscapeError)
+    return losses
 
 
 def _loss_at(model: torch.nn.Module, loss_fn: LossFn, data: Data, moves: Sequence[tuple[float, Direction]]) -> float:
@@ -280,6 +307,9 @@ def pca_path(checkpoints: Sequence[Checkpoint]) -> PCAPath:
     if any([t.shape for t in ts] != shapes for ts in tensors):
         validate.fail("pca_path", "checkpoints", "must all have the same parameter shapes", len(checkpoints), LandscapeError)
     flat = torch.stack([torch.cat([t.detach().reshape(-1).double().cpu() for t in ts]) for ts in tensors])
+    if not bool(torch.isfinite(flat).all()):
+        validate.fail("pca_path", "checkpoints", "must hold finite weights (a diverged run has no principal directions)", len(checkpoints),
+                      LandscapeError)  # fmt: skip
     diffs = flat - flat[-1]
     _, s, vh = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False)
     dirs = vh[:2]
@@ -322,7 +352,9 @@ def train_with_checkpoints(
 
     The optimizer is `lrkit.Optim("sgd", momentum=momentum)`; the minibatches are lrkit's one order
     (`lrkit.torch.data.MinibatchOrder` for `seed`, the last partial batch kept). The model and the
-    training data are moved to `device` (default: where the problem's data is).
+    training data are moved to `device` (default: where the problem's data is). A run whose weights
+    stop being finite (an lr far too high) raises a `LandscapeError` naming the lr and the epoch;
+    the path may hold at most `MAX_PATH_VALUES` numbers (checkpoints x parameters).
 
     Example:
         >>> from lrkit.lab.problems import get_problem
@@ -339,14 +371,26 @@ def train_with_checkpoints(
     model = problem.make_model().to(x.device)
     opt = Optim("sgd", momentum=momentum).to_torch(model.parameters(), lr)
     order = MinibatchOrder(len(x), seed)
+    _check_path_size(func, model, epochs)
     path = [_snapshot(model)]
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         for idx in order.epoch(problem.batch_size, x.device):
             opt.zero_grad()
             torch.autograd.backward(problem.loss(model(x[idx]), y[idx]))
             opt.step()
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            why = f"must keep the training finite (the weights of {problem.name!r} are not finite after epoch {epoch}: try a smaller lr)"
+            validate.fail(func, "lr", why, lr, LandscapeError)
         path.append(_snapshot(model))
     return model, path
+
+
+def _check_path_size(func: str, model: torch.nn.Module, epochs: int) -> None:
+    values = (epochs + 1) * sum(p.numel() for p in model.parameters())
+    if values > MAX_PATH_VALUES:
+        size = f"{epochs + 1} checkpoints x {values // (epochs + 1)} parameters"
+        why = f"gives a path too large for memory ({size}; at most {MAX_PATH_VALUES} numbers)"
+        validate.fail(func, "epochs", why, epochs, LandscapeError)
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -23,8 +23,8 @@ import numpy as np
 
 from lrkit import validate
 from lrkit.errors import LandscapeError
-from lrkit.landscape.figures import plot_slice_2d, plot_slices, plot_trajectories, save_gif
-from lrkit.landscape.nets import PCAPath, Slice1D, Slice2D, mean_loss, pca_path, slice_1d, slice_2d, train_with_checkpoints
+from lrkit.landscape.figures import check_gif, plot_slice_2d, plot_slices, plot_trajectories, save_gif
+from lrkit.landscape.nets import PCAPath, Slice1D, Slice2D, check_distance, mean_loss, pca_path, slice_1d, slice_2d, train_with_checkpoints
 from lrkit.landscape.page import PAGE_SCHEDULES, page_schedule
 from lrkit.landscape.surfaces import Surface, check_grid, get_surface
 from lrkit.landscape.trajectory import Trajectory, descend
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from lrkit.lab.problems import Problem
 
 T = TypeVar("T")
+MAX_DIRECTIONS = 1000  # random directions averaged for the curvature: each costs one 1-D slice
 Progress = Callable[[list[T], str], Iterable[T]]  # wraps the work items, e.g. rich.progress.track(items, description=label)
 
 
@@ -93,7 +94,7 @@ def save_surface_study(
         ['saddle.png', 'saddle-trajectories.json']
     """
     surf = get_surface(surface)
-    check_grid("save_surface_study", "resolution", resolution, resolution)
+    check_surface_output("save_surface_study", resolution, gif, frames)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     png, trajectories = folder / f"{surf.name}.png", folder / f"{surf.name}-trajectories.json"
@@ -103,6 +104,17 @@ def save_surface_study(
     if gif:  # the GIF redraws every frame: a coarser grid keeps it quick
         written.append(save_gif(surf, runs, folder / f"{surf.name}.gif", frames=frames, resolution=min(resolution, 120)))
     return written
+
+
+def check_surface_output(func: str, resolution: Any, gif: Any, frames: Any) -> None:
+    """The pictures' settings of `save_surface_study`, checkable before any trajectory is computed.
+
+    Example:
+        >>> check_surface_output("lrkit landscape surface", 200, True, 30)
+    """
+    check_grid(func, "resolution", resolution, resolution)
+    if validate.flag(func, "gif", gif, LandscapeError):
+        check_gif(func, frames)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -153,13 +165,19 @@ def net_landscape(
 ) -> NetLandscape:  # fmt: skip
     """Train `problem`'s model at `lr` (`train_with_checkpoints`), then slice around the result and project its path.
 
+    Every argument is checked before training: at least 2 epochs (the path needs 3 checkpoints), `distance`
+    in (0, `nets.MAX_DISTANCE`], 1 to `MAX_DIRECTIONS` directions, a seed that leaves room for one per direction.
+    A run that diverges raises a `LandscapeError` naming the lr.
+
     Example:
         >>> from lrkit.lab.problems import get_problem
         >>> r = net_landscape(get_problem("blobs"), 0.1, epochs=2, points=5, grid=3, directions=2)
         >>> len(r.curvatures), r.plane.losses.shape
         (2, (3, 3))
     """
-    directions = validate.integer("net_landscape", "directions", directions, LandscapeError)
+    epochs, directions = check_net_landscape(
+        problem, lr, epochs=epochs, points=points, grid=grid, distance=distance, directions=directions, seed=seed
+    )
     model, checkpoints = train_with_checkpoints(problem, lr, epochs=epochs, seed=seed)
     data = (problem.x_train, problem.y_train)
     slices = [slice_1d(model, problem.loss, data, distance=distance, steps=points, seed=seed + k) for k in range(directions)]
@@ -170,6 +188,36 @@ def net_landscape(
     test_loss = mean_loss(model, problem.loss, (problem.x_test, problem.y_test))
     curvatures = tuple(s.curvature() for s in slices)
     return NetLandscape(float(lr), mean_loss(model, problem.loss, data), test_loss, curvatures, slices[0], plane, path, path_plane)
+
+
+def check_net_landscape(
+    problem: Problem, lr: Any, *, epochs: Any = None, points: Any = 41, grid: Any = 21, distance: Any = 1.0, directions: Any = 5,
+    seed: Any = 0,
+) -> tuple[int, int]:  # fmt: skip
+    """`(epochs, directions)` after checking every argument of `net_landscape`, so that nothing fails after training.
+
+    Example:
+        >>> from lrkit.lab.problems import get_problem
+        >>> check_net_landscape(get_problem("blobs"), 0.1, epochs=3)
+        (3, 5)
+        >>> try:
+        ...     check_net_landscape(get_problem("blobs"), 0.1, epochs=1)
+        ... except LandscapeError as e:
+        ...     print(e)
+        net_landscape: parameter 'epochs' must be an integer >= 2, got 1
+    """
+    from lrkit.lab.problems import Problem
+
+    func = "net_landscape"
+    validate.instance(func, "problem", problem, LandscapeError, Problem, "an lrkit.lab Problem (get_problem(name))")
+    validate.positive(func, "lr", lr, LandscapeError)
+    epochs = validate.integer(func, "epochs", problem.epochs if epochs is None else epochs, LandscapeError, minimum=2)
+    check_grid(func, "points", points, 2)
+    check_grid(func, "grid", grid, grid)
+    check_distance(func, distance)
+    directions = validate.integer(func, "directions", directions, LandscapeError, maximum=MAX_DIRECTIONS)
+    validate.integer(func, "seed", seed, LandscapeError, minimum=0, maximum=2**63 - 1 - max(directions - 1, 1))
+    return epochs, directions
 
 
 def save_net_study(name: str, results: Sequence[NetLandscape], out: str | Path) -> list[Path]:

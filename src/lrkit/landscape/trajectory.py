@@ -38,6 +38,7 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adagrad", "rmspro
 # "momentum" is the landscape's (and its page's menu's) name for heavy-ball SGD: this is the one place it is defined
 MOMENTUM_SGD = Optim("sgd", momentum=0.9)
 DEFAULT_LIMIT = 1e6  # radius beyond which a run counts as diverged (the page uses the same)
+MAX_STEPS = 100_000  # about a minute of optimizer steps on one point; the trajectory's JSON stays a few MB
 _KEYS = ("surface", "optimizer", "schedule", "noise", "seed", "points", "losses", "lrs", "diverged")
 
 
@@ -143,8 +144,8 @@ class Trajectory(JsonResult):
     @property
     def label(self) -> str:
         """A short legend entry, e.g. `adam lr=0.01`, or `sgd peak lr=0.1` under a varying schedule."""
-        if not len(self.lrs):
-            lr = "lr=?"
+        if not len(self.lrs):  # it diverged at its first step: the lr it would have used
+            lr = f"lr={float(parse(self.schedule)(0)):.3g}"
         elif np.all(self.lrs == self.lrs[0]):
             lr = f"lr={self.lrs[0]:.3g}"
         else:
@@ -210,8 +211,9 @@ def descend(
         optimizer: an `lrkit.Optim`, its text spec (`"sgd(momentum=0.9)"`) or a name of `OPTIMIZERS`: sgd (momentum 0),
             momentum (heavy ball, `MOMENTUM_SGD`), nesterov, adagrad, rmsprop, adam, adamw (torch's defaults).
         lr: a positive number, an lrkit schedule (counted in optimizer steps) or its spec text.
-        steps: the number of optimizer steps.
-        start: the start point (default: the surface's).
+        steps: the number of optimizer steps, at most `MAX_STEPS`.
+        start: the start point (default: the surface's): the loss and its gradient there must be finite, and it
+            must lie within `limit` of the origin.
         momentum: SGD/RMSprop momentum or Adam's beta1, replacing the optimizer's (default: the optimizer's own).
         noise: standard deviation of Gaussian noise added to every gradient coordinate.
         seed: seed of that noise.
@@ -233,6 +235,7 @@ def descend(
     limit = validate.non_negative("descend", "limit", limit, LandscapeError)
     seed = validate.seed("descend", "seed", seed, LandscapeError)
     x = torch.nn.Parameter(torch.tensor(x0, dtype=dtype, device=device))
+    _check_start(surf, x, limit)
     opt = optim.to_torch([x], float(schedule(0)), foreach=False)  # the single-tensor path: the same numbers on CPU and CUDA
     points, losses, lrs, diverged = _run(surf, x, opt, Scheduler(opt, lr=schedule), steps, _noise_source(x, noise, seed), limit)
     return Trajectory(surf, optimizer_name(named), optim, repr(schedule), noise, seed, points, losses, lrs, diverged)
@@ -279,7 +282,7 @@ def _arrays(points: list[torch.Tensor], losses: list[float], lrs: list[float], d
 
 def _schedule(lr: float | Schedule | str, steps: int) -> Schedule:
     """The lr as a schedule, after checking `steps` and that every lr of the run is finite and >= 0, and not all 0."""
-    validate.integer("descend", "steps", steps, LandscapeError)
+    check_steps("descend", steps)
     if isinstance(lr, str):
         lr = parse(lr)
     if isinstance(lr, Schedule):
@@ -290,6 +293,19 @@ def _schedule(lr: float | Schedule | str, steps: int) -> Schedule:
     return constant(validate.positive("descend", "lr", lr, LandscapeError))
 
 
+def check_steps(func: str, steps: Any, param: str = "steps") -> int:
+    """The number of optimizer steps of a trajectory: 1 to `MAX_STEPS`.
+
+    Example:
+        >>> check_steps("descend", 200)
+        200
+    """
+    count = validate.integer(func, param, steps, LandscapeError)
+    if count > MAX_STEPS:
+        validate.fail(func, param, f"must be at most {MAX_STEPS} (a trajectory is kept in memory and in its JSON)", count, LandscapeError)
+    return count
+
+
 def _start(surf: Surface, start: Sequence[float] | None) -> list[float]:
     if start is None:
         return list(surf.start)
@@ -297,6 +313,18 @@ def _start(surf: Surface, start: Sequence[float] | None) -> list[float]:
     if len(values) != surf.dim:
         validate.fail("descend", "start", f"must be a point with {surf.dim} coordinates for {surf.name}", start, LandscapeError)
     return [validate.number("descend", "start", v, LandscapeError) for v in values]
+
+
+def _check_start(surf: Surface, x: torch.Tensor, limit: float) -> None:
+    """A start where the run can begin: within `limit`, the loss and its gradient finite (no overflow at the first step)."""
+    where = tuple(float(v) for v in x.detach().cpu())
+    loss = surf(x)
+    (grad,) = torch.autograd.grad(loss, x)
+    if not (math.isfinite(float(loss.item())) and bool(torch.isfinite(grad).all())):
+        why = f"must be a point where the loss and its gradient are finite ({surf.name} gives loss {float(loss.item()):g} there)"
+        validate.fail("descend", "start", why, where, LandscapeError)
+    if float(x.detach().norm()) > limit:
+        validate.fail("descend", "start", f"must lie within limit={limit:g} of the origin", where, LandscapeError)
 
 
 def _noise_source(x: torch.Tensor, std: float, seed: int) -> Callable[[], torch.Tensor] | None:
