@@ -272,3 +272,63 @@ def test_bad_input() -> None:
 
 def test_learning_rate_monitor_is_the_same_recorder() -> None:
     assert LearningRateMonitor is Monitor and lrkit.LearningRateMonitor is lrkit.Monitor
+
+
+def _lab_run(name: str, optimizer: str, lr: float, epochs: int, per_epoch: bool) -> Monitor:
+    """A lab problem trained with `lrkit.Optim(optimizer)` in lrkit's minibatch order; the loss per step or the train loss per epoch."""
+    from lrkit.torch.data import MinibatchOrder
+
+    problem = get_problem(name)
+    torch.manual_seed(0)
+    model = problem.make_model()
+    opt = lrkit.Optim(optimizer).to_torch(model.parameters(), lr=lr)
+    mon, order, step = Monitor(opt, model), MinibatchOrder(len(problem.x_train), 0), 0
+    for _ in range(epochs):
+        for idx in order.epoch(problem.batch_size):
+            opt.zero_grad()
+            loss = problem.loss(model(problem.x_train[idx]), problem.y_train[idx])
+            loss.backward()
+            opt.step()
+            if not per_epoch:
+                mon.record(step, loss=loss)
+            step += 1
+        if per_epoch:
+            with torch.no_grad():
+                mon.record(step, loss=problem.loss(model(problem.x_train), problem.y_train))
+    return mon
+
+
+@pytest.mark.parametrize(
+    "name, optimizer, lr, epochs, per_epoch",
+    [("moons", "adam", 3e-3, 200, False), ("blobs", "sgd", 0.01, 600, True)],
+    ids=["moons", "blobs"],
+)
+def test_a_run_at_its_floor_is_converged_not_a_plateau(name: str, optimizer: str, lr: float, epochs: int, per_epoch: bool) -> None:
+    """Before: both were a `plateau` with the advice to drop the lr."""
+    findings = _lab_run(name, optimizer, lr, epochs, per_epoch).diagnose()
+    assert [f.kind for f in findings] == ["converged"]
+    assert "floor" in findings[0].advice and "drop the lr" not in findings[0].advice
+    assert findings[0].evidence["progress_before"] > 0.2 and findings[0].steps[1] == epochs * 16 - (0 if per_epoch else 1)
+
+
+def test_early_plateaus_stay_plateaus() -> None:
+    t = np.arange(2000)
+    noise = np.random.default_rng(1).normal(0.0, 0.01, t.size)
+    kinked = np.maximum(2.0 * np.exp(-t / 200.0), 1.0) + noise  # falling fast, then stuck at 1.0 from step 139
+    linear = np.where(t < 500, 2.0 - 1.5 * t / 500, 0.5) + noise
+    for curve in (kinked, linear):
+        found = diagnose(t, curve)
+        assert [f.kind for f in found] == ["plateau"] and "drop the lr" in found[0].advice
+    middle = np.interp(t, [0, 300, 1400, 2000], [2.0, 1.0, 1.0, 0.2]) + noise  # stuck in the middle, then falling again
+    assert [f.kind for f in diagnose(t, middle)] != ["converged"]
+
+
+@pytest.mark.parametrize("name", ["lr", "momentum", "grad_norm", "update_ratio", "multiplier", "plateau_scale", "lr/0"])
+def test_record_refuses_metrics_named_like_the_columns_it_reads(name: str) -> None:
+    """Before: `record(step, loss=..., lr=5.0)` silently dropped the user's 5.0."""
+    mon = Monitor(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1))
+    with pytest.raises(lrkit.ControlError, match=rf"^Monitor\.record: parameter '{name}' is a column the Monitor reads itself.*got 5\.0$"):
+        mon.record(0, loss=1.0, **{name: 5.0})
+    assert len(mon) == 0
+    mon.record(0, loss=1.0, target_lr=5.0)
+    assert mon.history["target_lr"].tolist() == [5.0] and mon.history["lr"].tolist() == [0.1]

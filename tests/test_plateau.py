@@ -150,6 +150,10 @@ def test_resumed_run_decides_exactly_as_unbroken(metrics: list[float], data: st.
         {"factor": 2.0},  # rising without a bound
         {"factor": 2.0, "max_lr": 0.1, "min_lr": 0.2},
         {"eps": -1.0},
+        {"threshold": 1.0},  # rel: metric < best * 0 never holds for a loss
+        {"threshold": 2.0},
+        {"threshold": 1.0, "mode": "max"},
+        {"threshold": float("inf"), "threshold_mode": "abs"},
     ],
 )
 def test_bad_arguments_raise_control_error(kwargs: dict[str, Any]) -> None:
@@ -181,3 +185,12 @@ def test_observe_accepts_a_scalar_tensor() -> None:
     sched.observe(torch.tensor(1.0))
     sched.observe(torch.tensor(1.0))
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_relative_threshold_must_be_below_one_and_abs_may_be_larger() -> None:
+    """Before: Plateau(threshold=2.0) was accepted and could never register an improvement."""
+    with pytest.raises(lrkit.ControlError, match=r"^Plateau: parameter 'threshold' must be < 1 in threshold_mode 'rel'.*got 2\.0$"):
+        Plateau(threshold=2.0)
+    p = Plateau(threshold=2.0, threshold_mode="abs", patience=0)
+    assert p.update(p.update(p.init(), 10.0, lr=0.1), 7.0, lr=0.1).best == 7.0  # improved by 3 > 2
+    assert Plateau(threshold=0.99).threshold == 0.99

@@ -242,7 +242,7 @@ def test_state_dict_is_a_small_whitelist() -> None:
     sched = lrkit.Scheduler(opt, lr=lrkit.cosine(0.1, 100), momentum=lrkit.constant(0.9))
     train(opt, sched, 7)
     state = sched.state_dict()
-    assert set(state) == {"step", "step_count", "multiplier", "plateau"}
+    assert set(state) == {"step", "step_count", "multiplier", "plateau", "stepped"}
     assert state["step"] == 7 and state["multiplier"] == 1.0 and state["plateau"] is None
     assert json.loads(json.dumps(state)) == state  # plain data: no schedule, optimizer, tensor or table
 
@@ -300,3 +300,147 @@ def test_resume_in_a_new_process_gives_the_same_lrs(tmp_path: Path) -> None:
     exec(SETUP, space)
     space["run"](total)
     assert resumed["weight"] == space["model"].weight.tolist()
+
+
+LOOP = """
+import torch, lrkit
+METRICS = [1.0, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8, 0.8, 0.7, 0.7]
+x = torch.linspace(-1, 1, 32).reshape(8, 4)
+EVENTS = [(kind, i) for i in range(40) for kind in ("opt_step", "sched_step", "observe") if kind != "observe" or i % 4 == 3]
+
+def build(plateau):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    lr = lrkit.warmup(lrkit.cosine(start=0.1, steps=40), steps=5)
+    sched = lrkit.Scheduler(opt, lr=lr, plateau=lrkit.Plateau(patience=0, factor=0.5) if plateau else None)
+    return model, opt, sched
+
+def run(model, opt, sched, first, on_event=None):
+    \"\"\"Play EVENTS[first:]; the lr of each optimizer step by event index.\"\"\"
+    lrs = {}
+    for e in range(first, len(EVENTS)):
+        kind, i = EVENTS[e]
+        if kind == "opt_step":
+            lrs[e] = opt.param_groups[0]["lr"]
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+        elif kind == "sched_step":
+            sched.step()
+        elif sched.plateau is not None:
+            sched.observe(METRICS[i // 4])
+        if on_event is not None:
+            on_event(e)
+    return lrs
+"""
+
+
+@pytest.mark.parametrize("plateau", [False, True], ids=["plain", "plateau"])
+def test_checkpoint_at_every_point_of_the_loop_resumes_exactly_in_a_new_process(tmp_path: Path, plateau: bool) -> None:
+    """Before: a checkpoint between opt.step() and sched.step() resumed one step behind for the rest of the run."""
+    space: dict[str, Any] = {}
+    exec(LOOP, space)
+    events = space["EVENTS"]
+    cuts = {kind: next(e for e, (k, i) in enumerate(events) if k == kind and i >= 9) for kind in ("opt_step", "sched_step", "observe")}
+    model, opt, sched = space["build"](plateau)
+
+    def save(e: int) -> None:
+        if e in cuts.values():
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+            torch.save(state, tmp_path / f"{e}.pt")
+
+    unbroken = space["run"](model, opt, sched, 0, save)
+    assert sched.plateau_state is None or sched.plateau_state.changes > 0  # the plateau really acted
+    resume = LOOP + textwrap.dedent(f"""
+        import json, sys
+        out = {{}}
+        for e in {sorted(cuts.values())}:
+            model, opt, sched = build({plateau})
+            ckpt = torch.load(sys.argv[1] + f"/{{e}}.pt")
+            model.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["opt"]); sched.load_state_dict(ckpt["sched"])
+            out[e] = run(model, opt, sched, e + 1)
+        print(json.dumps(out))
+    """)
+    done = subprocess.run([sys.executable, "-c", resume, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = json.loads(done.stdout.strip().splitlines()[-1])
+    for kind, e in cuts.items():
+        expected = {str(k): v for k, v in unbroken.items() if k > e}
+        assert resumed[str(e)] == expected, kind
+
+
+def test_a_state_dict_without_the_stepped_flag_still_loads() -> None:
+    opt = torch.optim.SGD(params(1), lr=0.1)
+    sched = lrkit.Scheduler(opt, lr=lrkit.linear(start=0.1, end=0.0, steps=10))
+    old = {"step": 4, "step_count": 5, "multiplier": 0.5, "plateau": None}
+    sched.load_state_dict(old)
+    assert sched.last_epoch == 4 and sched.get_last_lr()[0] == pytest.approx(0.5 * 0.06)
+    sched.step()  # not stepped since the save: stays at step 4 (the old behaviour for old states)
+    assert sched.last_epoch == 4
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"step": "abc"}, TypeError, "'step' must be an integer >= 0, got 'abc'"),
+        ({"step": -2}, lrkit.ScheduleError, "'step' must be an integer >= 0, got -2"),
+        ({"step_count": 1.5}, TypeError, "'step_count'"),
+        ({"multiplier": float("nan")}, lrkit.ScheduleError, "'multiplier' must be finite, got nan"),
+        ({"multiplier": -1.0}, lrkit.ScheduleError, "'multiplier' must be >= 0"),
+        ({"multiplier": "x"}, TypeError, "'multiplier'"),
+        ({"stepped": "yes"}, TypeError, "'stepped' must be True or False"),
+        ({"extra": 1}, lrkit.ScheduleError, r"unknown keys \['extra'\]"),
+        ({"plateau": {"scale": float("nan")}}, lrkit.ScheduleError, "'plateau.scale' must be finite"),
+        ({"plateau": {"scale": "0.5"}}, TypeError, "'plateau.scale'"),
+        ({"plateau": {"nosuch": 1}}, lrkit.ScheduleError, r"unknown keys \['nosuch'\]"),
+        ({"plateau": [1.0]}, TypeError, "'plateau' must be a dict"),
+    ],
+)
+def test_load_state_dict_rejects_bad_states_and_keeps_the_old_one(change: dict[str, Any], error: type, match: str) -> None:
+    opt = torch.optim.SGD(params(1), lr=0.1)
+    sched = lrkit.Scheduler(opt, lr=lrkit.constant(0.1), plateau=lrkit.Plateau())
+    before = sched.state_dict()
+    state = before | change
+    if "plateau" in change and isinstance(change["plateau"], dict):
+        state["plateau"] = before["plateau"] | change["plateau"]
+    with pytest.raises(error, match=match) as info:
+        sched.load_state_dict(state)
+    assert isinstance(info.value, lrkit.ScheduleError) and sched.state_dict() == before
+
+
+@pytest.mark.parametrize(
+    "cls, momentum, step",
+    [
+        (torch.optim.SGD, lrkit.constant(5.0), 0),
+        (torch.optim.Adam, lrkit.constant(1.5), 0),
+        (torch.optim.SGD, lrkit.constant(1.0), 0),
+        (torch.optim.Adam, lrkit.linear(start=0.9, end=1.0, steps=10), 10),
+        (torch.optim.SGD, lrkit.linear(start=0.5, end=1.5, steps=10000), 5000),
+    ],
+)
+def test_momentum_and_beta1_outside_zero_one_are_refused_at_the_step_they_arrive(cls: type, momentum: lrkit.Schedule, step: int) -> None:
+    """Before: momentum=constant(5.0) set SGD momentum to 5 and Adam's beta1 to 1.5."""
+    opt = cls(params(1), lr=0.1, **({"momentum": 0.9} if cls is torch.optim.SGD else {}))
+    with pytest.raises(lrkit.ScheduleError, match=rf"^Scheduler: parameter 'momentum' must stay in \[0, 1\) at every step \(step {step}\)"):
+        sched = lrkit.Scheduler(opt, lr=lrkit.constant(0.1), momentum=momentum)
+        for _ in range(12000):
+            opt.step()
+            sched.step()
+    assert float(opt.param_groups[0].get("momentum", opt.param_groups[0].get("betas", [0])[0])) < 1
+
+
+def test_lr_schedule_values_must_be_finite_and_non_negative() -> None:
+    import numpy as np
+
+    class Broken(lrkit.Schedule):  # a user's schedule that turns NaN at step 5000
+        def _values(self, t: Any) -> Any:
+            return np.where(t < 5000, 0.1, np.nan)
+
+    opt = torch.optim.SGD(params(1), lr=0.1)
+    sched = lrkit.Scheduler(opt, lr=Broken())
+    with pytest.raises(lrkit.ScheduleError, match=r"'lr' must stay in \[0, inf\) \(finite, >= 0\) at every step \(step 5000\)"):
+        for _ in range(6000):
+            opt.step()
+            sched.step()
+    assert opt.param_groups[0]["lr"] == 0.1  # no NaN lr was written

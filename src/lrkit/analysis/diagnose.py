@@ -11,7 +11,13 @@ carries the steps it covers, the numbers behind it and advice:
 - `lr_too_low`: weights barely move (median update-to-weight ratio far below the
   ~1e-3 rule of thumb) or the loss made no significant progress at all.
 - `plateau`: after progress, a long stretch (half the run by default) with
-  no improvement beyond the noise; a drop or a plateau controller would help.
+  no improvement beyond the noise, entered while the loss was still falling
+  fast; a drop or a plateau controller would help.
+- `converged`: the same long stretch at the end of the run, but reached the way
+  a run reaches its floor: the descent had already slowed (the second half of
+  the descent before the stretch brought less than `converged_tail` (1/4) of it)
+  and the loss sits still, its noise small (a window median's standard error
+  below 1/10 of the descent). Lowering the lr is no help there.
 - `healthy`: none of the above.
 """
 
@@ -28,7 +34,7 @@ import numpy.typing as npt
 from lrkit import validate
 from lrkit.errors import ControlError
 
-KINDS = ("lr_too_high", "lr_too_low", "plateau", "healthy")
+KINDS = ("lr_too_high", "lr_too_low", "plateau", "converged", "healthy")
 Array = npt.NDArray[np.float64]
 
 
@@ -72,6 +78,9 @@ class Thresholds:
         ratio_high: without progress, a median ratio above this (the ~1e-3 rule of thumb) means the lr is too high.
         min_progress: improvements smaller than this fraction of the progress so far do not end a stall.
         plateau_fraction: the least fraction of the run a stall must cover to be a plateau.
+        converged_tail: a final stall is convergence when the second half of the descent before it
+            brought less than this fraction of that descent (the descent had slowed, not stopped short).
+        converged_noise: ... and the standard error of a window median is below this fraction of the descent.
 
     Example:
         >>> Thresholds().ratio_low
@@ -87,6 +96,8 @@ class Thresholds:
     ratio_high: float = 1e-3
     min_progress: float = 0.02
     plateau_fraction: float = 0.5
+    converged_tail: float = 0.25
+    converged_noise: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +228,7 @@ def _progress_tolerance(curve: _Curve, limits: Thresholds) -> float:
     return limits.significance * curve.se * math.sqrt(2.0)
 
 
-def spike_limit(recent: npt.ArrayLike, spike: float) -> npt.NDArray[np.float64]:
+def spike_limit(recent: npt.ArrayLike, spike: float, floor: float = 1e-3) -> npt.NDArray[np.float64]:
     """The loss above which a new loss is a spike, from the recent losses (along the last axis).
 
     A spike lies both more than `spike` robust deviations above the median (1.4826 x
@@ -225,8 +236,8 @@ def spike_limit(recent: npt.ArrayLike, spike: float) -> npt.NDArray[np.float64]:
     as far above the median as the largest recent loss: the second condition keeps
     skewed, heavy-tailed losses (near zero, late in training) from raising false alarms.
     Both are free of the loss's scale and offset, so negative losses work; the deviation
-    never drops below a sliver of the level, so a flat loss still has a unit.
-    `lrkit.Guard` uses the same test.
+    never drops below `floor` times the level, so a flat loss still has a unit
+    (`lrkit.Guard` uses the same test, with a larger floor in a run's first steps).
 
     Example:
         >>> float(spike_limit([1.0, 2.0, 3.0, 4.0, 5.0], spike=10.0))
@@ -237,7 +248,7 @@ def spike_limit(recent: npt.ArrayLike, spike: float) -> npt.NDArray[np.float64]:
     x = np.asarray(recent, dtype=np.float64)
     center = _median(x)
     mad = _median(np.abs(x - center[..., None]))
-    deviation = np.maximum(np.maximum(1.4826 * mad, 1e-3 * np.abs(center)), 1e-12)
+    deviation = np.maximum(np.maximum(1.4826 * mad, floor * np.abs(center)), 1e-12)
     return np.asarray(center + np.maximum(spike * deviation, 2.0 * (x.max(axis=-1) - center)))
 
 
@@ -325,8 +336,20 @@ def _plateau(curve: _Curve, limits: Thresholds) -> Finding | None:
         "progress_before": curve.start - float(curve.levels[first]),
         "noise": curve.se,
     }
+    if _converged(curve, first, last, limits):
+        advice = "the loss has reached its floor (its descent slowed, then settled): the lr is not the problem; "
+        return Finding("converged", (start, end), evidence, advice + "stop earlier (lrkit.EarlyStopping) or change the model or data")
     advice = "no progress for a long stretch: drop the lr there (step_decay / multistep) or attach lrkit.Plateau"
     return Finding("plateau", (start, end), evidence, advice)
+
+
+def _converged(curve: _Curve, first: int, last: int, limits: Thresholds) -> bool:
+    """Whether a stall over windows first..last is a run at its floor: at the end, after a descent that had slowed, with low noise."""
+    descent = curve.start - float(curve.levels[first])
+    if last != len(curve.levels) - 1 or first < 2 or descent <= 0:
+        return False
+    second_half = float(curve.levels[first // 2]) - float(curve.levels[first])
+    return second_half < limits.converged_tail * descent and curve.se < limits.converged_noise * descent
 
 
 def _longest_stall(curve: _Curve, limits: Thresholds) -> tuple[int, int]:

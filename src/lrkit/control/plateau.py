@@ -63,7 +63,8 @@ class Plateau:
         mode: "min" (a loss) or "max" (an accuracy).
         factor: multiplier applied on a plateau; > 0 and != 1.
         patience: evaluations without improvement tolerated before a change (>= 0).
-        threshold: the least improvement that counts (>= 0).
+        threshold: the least improvement that counts (>= 0; in "rel" mode a fraction of
+            the best metric, < 1, since `best * (1 - threshold)` could never be beaten).
         threshold_mode: "rel" (relative to best) or "abs".
         cooldown: evaluations ignored after a change (>= 0).
         min_lr: the lowest lr a reduction may produce.
@@ -100,6 +101,9 @@ class Plateau:
         self._check("cooldown", validate.integer, minimum=0)
         for field in ("threshold", "min_lr", "eps"):
             self._check(field, validate.non_negative)
+        if self.threshold_mode == "rel" and self.threshold >= 1:  # "min": metric < best * (1 - threshold) can never hold for a loss >= 0
+            requirement = "must be < 1 in threshold_mode 'rel' (it is a fraction of the best metric; use 'abs' for absolute amounts)"
+            validate.fail("Plateau", "threshold", requirement, self.threshold, ControlError)
         self._check("max_lr", validate.number, finite=False)  # inf: no upper bound
         if math.isnan(self.max_lr) or self.max_lr <= self.min_lr:
             validate.fail("Plateau", "max_lr", f"must be a number > min_lr ({self.min_lr})", self.max_lr, ControlError)

@@ -1,10 +1,10 @@
-"""`lrkit.Guard`: survive a diverging run by rolling back to the last good state with a lower lr.
+"""`lrkit.Guard`: survive a diverging run by skipping bad batches and, when divergence repeats, rolling back with a lower lr.
 
-The loop calls `if guard.check(loss): continue` once per batch (after backward
-with `grads=True` to inspect gradients too). The guard keeps a CPU snapshot of
-model, optimizer and scheduler every `snapshot_every` good steps; on a non-finite
-loss or gradient, or a loss spike far above the robust running level, it puts the
-snapshot back, multiplies the lr by `cut`, and tells the loop to skip the batch.
+The loop calls `if guard.check(loss): continue` once per batch, before `backward()`
+(or after it with `grads=True` to inspect gradients too); either way the batch has not
+touched the weights yet. The guard keeps a CPU snapshot of model, optimizer and
+scheduler every `snapshot_every` good steps. What it does on an incident (a non-finite
+loss or gradient, or a loss spike far above the robust running level) is in `Guard`.
 """
 
 from __future__ import annotations
@@ -24,22 +24,30 @@ from lrkit.errors import ControlError, DivergenceError
 from lrkit.torch._tensors import cpu_copy
 from lrkit.torch.scheduler import Scheduler
 
-_MIN_HISTORY = 20  # losses needed before spikes are judged
+_MIN_HISTORY = 20  # losses before the spike test uses its full sensitivity
+_EARLY_HISTORY = 1  # losses before the start-of-run spike test is judged
+_FLOOR = 1e-3  # a deviation is at least this fraction of the level (a flat loss still has a unit) ...
+_EARLY_FLOOR = 0.25  # ... and in the first _MIN_HISTORY steps at least this one
 _REFRESH = 25  # good steps between recomputations of the running median and deviation
+KINDS = ("spike", "nonfinite_grad", "nonfinite_loss")  # the incident kinds, by severity (the order of the distributed vote)
+ACTIONS = ("skip", "restore", "rollback")
 
 
 @dataclasses.dataclass(frozen=True)
 class Incident:
-    """One rollback: what was detected, when, what it cost, and the lr change.
+    """One incident: what was detected, when, what the guard did, what it cost, and the lr change.
 
     Attributes:
         step: the guard's step (checks so far, from 0) at detection.
         kind: "nonfinite_loss", "nonfinite_grad" or "spike".
         loss: the offending loss.
-        restored_step: the step of the snapshot put back.
-        steps_lost: good steps undone by the rollback (at most `snapshot_every`).
-        lr_before: the first group's lr before the rollback.
-        lr_after: the first group's lr after it.
+        restored_step: the step of the snapshot put back (the incident's own step for a skip).
+        steps_lost: good steps undone (0 for a skip; at most `snapshot_every` otherwise).
+        lr_before: the first group's lr before the incident.
+        lr_after: the first group's lr after it (lower only after a "rollback").
+        action: "skip" (the batch is dropped, nothing else changes), "restore" (the weights
+            were no longer finite: the snapshot is put back, the lr kept) or "rollback"
+            (a repeated incident: the snapshot is put back and the lr cut).
 
     Example:
         >>> Incident(7, "spike", 1e6, 0, 7, 0.1, 0.05).steps_lost
@@ -53,6 +61,7 @@ class Incident:
     steps_lost: int
     lr_before: float
     lr_after: float
+    action: str = "rollback"
 
 
 @dataclasses.dataclass
@@ -66,7 +75,32 @@ class _Snapshot:
 
 
 class Guard:
-    """Detect divergence, roll back to the last good snapshot, cut the lr, skip the batch.
+    """Detect divergence; skip an isolated bad batch, roll back and cut the lr only when it repeats.
+
+    The policy, with the defaults:
+
+    - An incident is a non-finite loss, a non-finite gradient (`grads=True`) or a spike:
+      a loss more than `spike` (20) robust deviations above the median of the last
+      `window` (100) good losses and twice as far above it as any of them. In the first
+      20 steps the deviation is at least 25% of the median, so a spike at the start
+      (above about 6x the median of the losses so far) is caught from the 2nd loss on.
+    - An *isolated* incident costs no lr: with finite weights the batch is skipped
+      ("skip": the batch never touched the weights); with non-finite weights (a previous
+      update overflowed) the last snapshot is put back at the same lr ("restore").
+    - An incident is *repeated* when the run has not yet recovered from the previous
+      one: fewer than `repeat_window` (20) good steps since it, plus, after a restore,
+      the good steps the restore undid (the run must first get past where it failed).
+      Only a repeated incident rolls back to the snapshot, multiplies the lr by `cut`
+      (0.5) and counts toward `max_rollbacks` (5); one more raises `lrkit.DivergenceError`.
+    - Snapshots come every `snapshot_every` (100) good steps, skips included, and are
+      postponed while the run has not recovered, so a snapshot never holds a run
+      mid-divergence.
+    - Under `torch.distributed` each rank's verdict is all-reduced (the most severe wins),
+      so all ranks skip, restore or roll back together.
+
+    So a NaN loss every 50 steps, or at a few isolated steps, costs only those batches;
+    a real divergence (lr far too high) repeats at once and ends in cut lrs, or in a
+    `DivergenceError` naming the steps. `bench/guard_recovery.py` prints the figures.
 
     Args:
         model: the model trained.
@@ -74,15 +108,14 @@ class Guard:
         scheduler: an `lrkit.Scheduler` (the cut goes into its `multiplier`, so the
             schedule keeps its shape), another scheduler with `state_dict` (saved and
             restored; the cut is applied to the groups' lr), or None.
-        snapshot_every: good steps between CPU snapshots; a rollback loses at most this many.
-        spike: a loss more than `spike` robust deviations (1.4826 x the MAD of the last
-            `window` good losses) above their median, and twice as far above it as any of
-            them, is a spike (`lrkit.analysis.diagnose.spike_limit`); None only checks
-            finiteness. Scale- and shift-free, so it works for negative losses too; judged
-            once 20 good losses are known.
-        window: how many recent good losses the running estimate uses.
+        snapshot_every: good steps between CPU snapshots; a rollback loses at most about this many.
+        spike: the spike threshold in robust deviations (1.4826 x the MAD) of the last
+            `window` good losses (`lrkit.analysis.diagnose.spike_limit`); None only checks
+            finiteness. Scale- and shift-free, so it works for negative losses too.
+        window: how many recent good losses the running estimate uses (>= 20).
         cut: factor applied to the lr at each rollback, in (0, 1].
-        max_rollbacks: rollbacks allowed; one more divergence raises `lrkit.DivergenceError`.
+        max_rollbacks: rollbacks (repeated incidents) allowed; one more raises `lrkit.DivergenceError`.
+        repeat_window: good steps after an incident before the run counts as recovered (>= 1).
 
     Example:
         >>> import torch, lrkit
@@ -92,13 +125,13 @@ class Guard:
         >>> x, y = torch.ones(4, 1), torch.zeros(4, 1)
         >>> for step in range(30):
         ...     opt.zero_grad()
-        ...     loss = (model(x) - y).pow(2).mean() * (float("nan") if step == 25 else 1.0)
+        ...     loss = (model(x) - y).pow(2).mean() * (float("nan") if step in (3, 25, 26) else 1.0)
         ...     if guard.check(loss):
         ...         continue
         ...     loss.backward()
         ...     opt.step()
-        >>> [(i.step, i.kind, i.restored_step, i.steps_lost, i.lr_after) for i in guard.incidents]
-        [(25, 'nonfinite_loss', 20, 5, 0.05)]
+        >>> [(i.step, i.action, i.restored_step, i.lr_after) for i in guard.incidents]
+        [(3, 'skip', 3, 0.1), (25, 'skip', 25, 0.1), (26, 'rollback', 24, 0.05)]
     """
 
     def __init__(
@@ -112,6 +145,7 @@ class Guard:
         window: int = 100,
         cut: float = 0.5,
         max_rollbacks: int = 5,
+        repeat_window: int = 20,
     ) -> None:
         _check_objects(model, optimizer, scheduler)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -121,6 +155,7 @@ class Guard:
         self.window = validate.integer("Guard", "window", window, ControlError, minimum=_MIN_HISTORY)
         self.cut = validate.in_range("Guard", "cut", cut, ControlError, 0.0, 1.0, open_low=True)
         self.max_rollbacks = validate.integer("Guard", "max_rollbacks", max_rollbacks, ControlError, minimum=0)
+        self.repeat_window = validate.integer("Guard", "repeat_window", repeat_window, ControlError)
         self.step = 0
         self.scale = 1.0
         self.incidents: list[Incident] = []
@@ -128,11 +163,24 @@ class Guard:
         self._limit = math.inf
         self._since_snapshot = 0
         self._since_refresh = 0
+        self._unrecovered = 0  # good steps still needed before the run counts as recovered
         self._snapshot = self._take_snapshot()
+
+    @property
+    def rollbacks(self) -> int:
+        """How many repeated incidents rolled back with a cut lr (what `max_rollbacks` bounds).
+
+        Example:
+            >>> import torch
+            >>> model = torch.nn.Linear(1, 1)
+            >>> Guard(model, torch.optim.SGD(model.parameters(), lr=0.1)).rollbacks
+            0
+        """
+        return sum(i.action == "rollback" for i in self.incidents)
 
     # -- the loop's call -------------------------------------------------------
     def check(self, loss: float | torch.Tensor, grads: bool = False) -> bool:
-        """True when the caller must skip this batch (the guard has rolled back).
+        """True when the caller must skip this batch (an incident: see `Guard` for what was done).
 
         Args:
             loss: this batch's loss (a number or a one-element tensor).
@@ -143,18 +191,21 @@ class Guard:
             >>> model = torch.nn.Linear(1, 1)
             >>> guard = Guard(model, torch.optim.SGD(model.parameters(), lr=0.1))
             >>> guard.check(torch.tensor(0.5)), guard.check(float("inf")), guard.scale
-            (False, True, 0.5)
+            (False, True, 1.0)
+            >>> guard.check(float("nan")), guard.scale, guard.incidents[-1].action
+            (True, 0.5, 'rollback')
         """
         value = validate.scalar("Guard.check", "loss", loss, ControlError)  # NaN and inf are what the guard is for
-        kind = self._detect(value, grads)
+        kind, weights_bad = _agree(self._detect(value, grads), self._params)
         step, self.step = self.step, self.step + 1
         if kind is not None:
-            self._roll_back(step, kind, value)
+            self._handle(step, kind, value, weights_bad)
             return True
-        if self._since_snapshot >= self.snapshot_every:
+        if self._since_snapshot >= self.snapshot_every and self._unrecovered == 0:
             self._snapshot = self._take_snapshot(step)
             self._since_snapshot = 0
         self._since_snapshot += 1
+        self._unrecovered = max(0, self._unrecovered - 1)
         self._remember(value)
         return False
 
@@ -163,53 +214,54 @@ class Guard:
             return "nonfinite_loss"
         if value > self._limit:
             return "spike"
-        if grads and not _grads_finite(self._params):
+        if grads and not _all_finite([p.grad for p in self._params if p.grad is not None]):
             return "nonfinite_grad"
         return None
 
     def _remember(self, value: float) -> None:
         self._losses.append(value)
         self._since_refresh += 1
-        if self.spike is not None and len(self._losses) >= _MIN_HISTORY and (self._since_refresh >= _REFRESH or math.isinf(self._limit)):
-            self._limit = float(spike_limit(np.fromiter(self._losses, np.float64, len(self._losses)), self.spike))
+        n = len(self._losses)
+        if self.spike is not None and n >= _EARLY_HISTORY and (n <= _MIN_HISTORY or self._since_refresh >= _REFRESH):
+            self._limit = _limit(self._losses, self.spike)
             self._since_refresh = 0
 
-    # -- snapshots and rollbacks -----------------------------------------------
-    def _take_snapshot(self, step: int = 0) -> _Snapshot:
-        return _Snapshot(
-            step=step,
-            model=cpu_copy(self.model.state_dict()),
-            optimizer=cpu_copy(self.optimizer.state_dict()),
-            scheduler=cpu_copy(self.scheduler.state_dict()) if self.scheduler is not None else None,
-            scale=self.scale,
-            window=list(self._losses),
-        )
-
-    def _roll_back(self, step: int, kind: str, value: float) -> None:
-        if len(self.incidents) >= self.max_rollbacks:
-            raise DivergenceError(self._give_up_message(step, kind, value))
+    # -- incidents -------------------------------------------------------------
+    def _handle(self, step: int, kind: str, value: float, weights_bad: bool) -> None:
+        """Skip, restore or roll back (the policy of `Guard`), and record the incident."""
         lr_before = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.zero_grad(set_to_none=True)  # the batch's gradients go with it
+        if self._unrecovered > 0:
+            if self.rollbacks >= self.max_rollbacks:
+                raise DivergenceError(self._give_up_message(step, kind, value))
+            action = "rollback"
+        else:
+            action = "restore" if weights_bad else "skip"
+        restored, lost = (step, 0) if action == "skip" else self._restore(cut=action == "rollback")
+        self._unrecovered = self.repeat_window + lost
+        lr_after = float(self.optimizer.param_groups[0]["lr"])
+        self.incidents.append(Incident(step, kind, value, restored, lost, lr_before, lr_after, action))
+
+    def _restore(self, cut: bool) -> tuple[int, int]:
+        """Put the snapshot back (lowering the lr by `cut` if asked); the snapshot's step and the good steps undone."""
         snap = self._snapshot
         self.model.load_state_dict(snap.model)
         # restore from a fresh copy: load_state_dict may keep our tensors, and later steps would then write into the snapshot
         self.optimizer.load_state_dict(cpu_copy(snap.optimizer))
         self.optimizer.zero_grad(set_to_none=True)
-        self._apply_cut(snap)
+        self._restore_schedule(snap, self.cut if cut else 1.0)
         self._losses = collections.deque(snap.window, maxlen=self.window)
-        self._limit = (
-            float(spike_limit(snap.window, self.spike)) if self.spike is not None and len(snap.window) >= _MIN_HISTORY else math.inf
-        )
+        self._limit = _limit(self._losses, self.spike) if self.spike is not None and len(snap.window) >= _EARLY_HISTORY else math.inf
         lost, self._since_snapshot, self._since_refresh = self._since_snapshot, 0, 0
-        lr_after = float(self.optimizer.param_groups[0]["lr"])
-        self.incidents.append(Incident(step, kind, value, snap.step, lost, lr_before, lr_after))
+        return snap.step, lost
 
-    def _apply_cut(self, snap: _Snapshot) -> None:
-        """Put back the scheduler's state, then lower the lr by `cut` below what it was before the incident."""
-        self.scale *= self.cut
+    def _restore_schedule(self, snap: _Snapshot, cut: float) -> None:
+        """Put back the scheduler's state, then set the lr `cut` times what it was before the incident."""
+        self.scale *= cut
         if isinstance(self.scheduler, Scheduler):
             multiplier = self.scheduler.multiplier
             self.scheduler.load_state_dict(cpu_copy(snap.scheduler))
-            self.scheduler.multiplier = multiplier * self.cut
+            self.scheduler.multiplier = multiplier * cut
             self.scheduler.apply()
             return
         if self.scheduler is not None:
@@ -218,13 +270,24 @@ class Guard:
             group["lr"] = group["lr"] * (self.scale / snap.scale)
 
     def _give_up_message(self, step: int, kind: str, value: float) -> str:
-        history = ", ".join(f"{i.kind} at step {i.step}" for i in self.incidents) or "none"
+        history = ", ".join(f"{i.kind} at step {i.step} ({i.action})" for i in self.incidents) or "none"
         lr = float(self.optimizer.param_groups[0]["lr"])
         return (
-            f"Guard: training diverged again at step {step} ({kind}, loss={value:.4g}) after {len(self.incidents)} rollbacks "
-            f"(max_rollbacks={self.max_rollbacks}; earlier: {history}); the lr is already cut to {lr:.3g} (x{self.scale:.3g}). "
+            f"Guard: training diverged again at step {step} ({kind}, loss={value:.4g}) after {self.rollbacks} rollbacks "
+            f"(max_rollbacks={self.max_rollbacks}; incidents: {history}); the lr is already cut to {lr:.3g} (x{self.scale:.3g}). "
             "Try a lower lr or a warmup, gradient clipping (torch.nn.utils.clip_grad_norm_), checking the data near these steps, "
             "or a larger `spike` threshold if these losses are genuine."
+        )
+
+    # -- snapshots -------------------------------------------------------------
+    def _take_snapshot(self, step: int = 0) -> _Snapshot:
+        return _Snapshot(
+            step=step,
+            model=cpu_copy(self.model.state_dict()),
+            optimizer=cpu_copy(self.optimizer.state_dict()),
+            scheduler=cpu_copy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            scale=self.scale,
+            window=list(self._losses),
         )
 
     def snapshot(self) -> None:
@@ -240,6 +303,28 @@ class Guard:
         self._since_snapshot = 0
 
 
+def _limit(losses: Sequence[float], spike: float) -> float:
+    """The spike limit of the recent good losses; tolerant at the start of a run, when losses still fall fast."""
+    floor = _EARLY_FLOOR if len(losses) < _MIN_HISTORY else _FLOOR
+    return float(spike_limit(np.fromiter(losses, np.float64, len(losses)), spike, floor=floor))
+
+
+def _agree(kind: str | None, params: Sequence[torch.Tensor]) -> tuple[str | None, bool]:
+    """This rank's verdict (incident kind, weights non-finite), all-reduced under torch.distributed so every rank acts alike."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+    if not distributed:
+        return kind, kind is not None and not _all_finite(params)
+    device = params[0].device if params and torch.distributed.get_backend() != "gloo" else torch.device("cpu")
+    code = 0 if kind is None else KINDS.index(kind) + 1
+    vote = torch.tensor([code, 0], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX)
+    if int(vote[0]) == 0:
+        return None, False
+    vote[1] = int(not _all_finite(params))
+    torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX)
+    return KINDS[int(vote[0]) - 1], bool(vote[1])
+
+
 def _check_objects(model: Any, optimizer: Any, scheduler: Any) -> None:
     validate.instance("Guard", "model", model, ControlError, torch.nn.Module, "a torch.nn.Module")
     validate.instance("Guard", "optimizer", optimizer, ControlError, torch.optim.Optimizer, "a torch.optim.Optimizer")
@@ -247,13 +332,12 @@ def _check_objects(model: Any, optimizer: Any, scheduler: Any) -> None:
         validate.wrong_type("Guard", "scheduler", "must be None or have state_dict() and load_state_dict()", scheduler, ControlError)
 
 
-def _grads_finite(params: Sequence[torch.Tensor]) -> bool:
-    """Whether every gradient is finite, with one sync: a sum is NaN/inf when an element is (or all are astronomically large)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every tensor (gradients, weights) is finite, with one sync: a sum is NaN/inf when an element is (or all are huge)."""
+    if not tensors:
         return True
-    if len({g.device for g in grads}) > 1:
-        return all(bool(torch.isfinite(g.sum()).item()) for g in grads)
-    if sum(g.numel() for g in grads) <= 1 << 20:  # small models: one concatenation costs less than an op per tensor
-        return bool(torch.isfinite(torch.cat([g.reshape(-1) for g in grads]).sum()).item())
-    return bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()).item())
+    if len({t.device for t in tensors}) > 1:
+        return all(bool(torch.isfinite(t.detach().sum()).item()) for t in tensors)
+    if sum(t.numel() for t in tensors) <= 1 << 20:  # small models: one concatenation costs less than an op per tensor
+        return bool(torch.isfinite(torch.cat([t.detach().reshape(-1) for t in tensors]).sum()).item())
+    return bool(torch.isfinite(torch.stack([t.detach().sum() for t in tensors]).sum()).item())

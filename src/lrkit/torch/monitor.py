@@ -75,6 +75,11 @@ class Monitor:
     def record(self, step: int, loss: float | torch.Tensor | None = None, **metrics: float | torch.Tensor) -> None:
         """Add one row: `step`, `loss`, any extra named metrics, and what is read from the optimizer.
 
+        The columns the monitor reads itself (`lr`, `momentum`, `grad_norm`, `update_ratio`,
+        `multiplier`, `plateau_scale`, and their `/i` group forms) cannot be given as metrics:
+        `record(step, lr=5.0)` raises ControlError rather than drop or overwrite a value
+        (record your own under another name, e.g. `target_lr=5.0`).
+
         Example:
             >>> import torch
             >>> mon = Monitor(torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=0.01))
@@ -85,6 +90,7 @@ class Monitor:
         step = validate.integer("Monitor.record", "step", step, ControlError, minimum=0)
         if len(self) and step <= self._columns["step"][-1]:
             validate.fail("Monitor.record", "step", f"must increase (last recorded: {self._columns['step'][-1]})", step, ControlError)
+        _check_names(metrics)
         given = {"loss": loss, **metrics} if loss is not None else metrics
         row = {name: validate.scalar("Monitor.record", name, value, ControlError) for name, value in given.items()}
         row.update(self._optimizer_row())
@@ -243,6 +249,15 @@ class Monitor:
 
 
 LearningRateMonitor = Monitor  # the Keras / Lightning name for the same recorder
+READ = ("lr", "momentum", "grad_norm", "update_ratio", "multiplier", "plateau_scale")  # the columns a Monitor reads itself
+
+
+def _check_names(metrics: dict[str, Any]) -> None:
+    """Refuse metric names that are columns the monitor reads itself (the user's value would be lost)."""
+    for name in metrics:
+        if name.split("/")[0] in READ:
+            requirement = f"is a column the Monitor reads itself ({', '.join(READ)}); record your value under another name"
+            validate.fail("Monitor.record", name, requirement, metrics[name], ControlError)
 
 
 def _first_group(history: dict[str, npt.NDArray[Any]], name: str) -> npt.NDArray[np.float64] | None:

@@ -26,19 +26,33 @@ _CHUNK = 4096  # schedule values are computed ahead in blocks: one numpy call pe
 
 
 class _Table:
-    """A schedule's values computed ahead in blocks of `_CHUNK` steps: one numpy call per block, not one per step."""
+    """A schedule's values computed ahead in blocks of `_CHUNK` steps: one numpy call per block, not one per step.
 
-    def __init__(self, schedule: Schedule) -> None:
-        self.schedule = schedule
+    Each block is checked as it is computed (so a schedule's values over a whole run are
+    checked at the cost of one vectorised comparison per block): every value must lie
+    in [0, `high`), or in [0, inf) when `high` is None, else ScheduleError names the step.
+    """
+
+    def __init__(self, schedule: Schedule, param: str, high: float | None = None) -> None:
+        self.schedule, self.param, self.high = schedule, param, high
         self.start = -1
         self.values: npt.NDArray[np.float64] = np.empty(0)
 
     def __call__(self, step: int) -> float:
         start = step - step % _CHUNK
         if start != self.start:
-            self.values = self.schedule.values(np.arange(start, start + _CHUNK))
+            self.values = self._checked(start, self.schedule.values(np.arange(start, start + _CHUNK)))
             self.start = start
         return float(self.values[step - start])
+
+    def _checked(self, start: int, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        bad = ~((values >= 0) & (values < self.high if self.high is not None else np.isfinite(values)))
+        if bad.any():
+            at = int(np.argmax(bad))
+            interval = f"[0, {self.high:g})" if self.high is not None else "[0, inf) (finite, >= 0)"
+            requirement = f"must stay in {interval} at every step (step {start + at})"
+            validate.fail("Scheduler", self.param, requirement, float(values[at]), ScheduleError)
+        return values
 
 
 class Scheduler(LRScheduler):
@@ -47,7 +61,9 @@ class Scheduler(LRScheduler):
     Args:
         optimizer: any `torch.optim.Optimizer`.
         lr: the learning-rate schedule, counted in optimizer steps.
-        momentum: optional schedule for `momentum` (SGD-like) or `betas[0]` (Adam-like).
+        momentum: optional schedule for `momentum` (SGD-like) or `betas[0]` (Adam-like);
+            its values must lie in [0, 1) (those of `lr` in [0, inf)), checked block by
+            block as the run reaches them: a bad value raises ScheduleError naming the step.
         group_scales: each group's lr relative to `lr`; default: the ratios of the
             groups' lrs to the first group's when the scheduler is built.
         plateau: optional `lrkit.Plateau` (or any `lrkit.protocols.PlateauLike`), fed with
@@ -87,8 +103,8 @@ class Scheduler(LRScheduler):
         self.multiplier = 1.0
         self.follow_optimizer = follow_optimizer
         self._stepped = False
-        self._lr_table = _Table(lr)
-        self._momentum_table = _Table(momentum) if momentum is not None else None
+        self._lr_table = _Table(lr, "lr")
+        self._momentum_table = _Table(momentum, "momentum", high=1.0) if momentum is not None else None  # momentum and betas: [0, 1)
         optimizer.register_step_post_hook(self._on_optimizer_step)
         super().__init__(optimizer)
 
@@ -161,29 +177,80 @@ class Scheduler(LRScheduler):
         self.apply()
 
     # -- state -----------------------------------------------------------------
+    saved = ("step", "step_count", "multiplier", "plateau", "stepped")  # the keys of `state_dict()`
+
     def state_dict(self) -> dict[str, Any]:
-        """The step count and the controllers' state: an explicit whitelist, never `__dict__`."""
+        """The step count, whether the optimizer stepped since the last `step()`, and the controllers' state.
+
+        An explicit whitelist, never `__dict__`; with `stepped`, a checkpoint taken between
+        `opt.step()` and `sched.step()` resumes exactly, as torch's own schedulers do.
+
+        Example:
+            >>> import torch, lrkit
+            >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+            >>> sched = lrkit.Scheduler(opt, lr=lrkit.constant(0.1))
+            >>> opt.step(); sched.state_dict()
+            {'step': 0, 'step_count': 1, 'multiplier': 1.0, 'plateau': None, 'stepped': True}
+        """
         plateau = self.plateau_state
         if plateau is not None and dataclasses.is_dataclass(plateau):  # lrkit's states: plain numbers; a user's: as it is
             plateau = dataclasses.asdict(plateau)  # type: ignore[assignment]
-        return {"step": self.last_epoch, "step_count": self._step_count, "multiplier": self.multiplier, "plateau": plateau}
+        state = {"step": self.last_epoch, "step_count": self._step_count, "multiplier": self.multiplier, "plateau": plateau}
+        return state | {"stepped": self._stepped}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a saved state and write the matching lrs into the optimizer."""
-        missing = {"step", "step_count", "multiplier", "plateau"} - set(state_dict)
-        if missing:
-            validate.fail("Scheduler.load_state_dict", "state_dict", f"lacks {sorted(missing)}", sorted(state_dict), ScheduleError)
-        self.last_epoch = int(state_dict["step"])
-        self._step_count = int(state_dict["step_count"])
-        self.multiplier = float(state_dict["multiplier"])
-        saved = state_dict["plateau"]
-        if (saved is None) != (self.plateau is None):
-            validate.fail("Scheduler.load_state_dict", "plateau", "must match whether this Scheduler has a plateau", saved, ScheduleError)
-        if self.plateau is not None:
-            initial = self.plateau.init()
-            self.plateau_state = dataclasses.replace(initial, **saved) if dataclasses.is_dataclass(initial) else saved
-        self._stepped = False
+        """Restore a saved state (checked: a bad one raises ScheduleError) and write the matching lrs into the optimizer.
+
+        A state saved before `stepped` was recorded loads as not stepped.
+
+        Example:
+            >>> import torch, lrkit
+            >>> sched = lrkit.Scheduler(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0), lr=lrkit.constant(0.1))
+            >>> try:
+            ...     sched.load_state_dict(sched.state_dict() | {"multiplier": float("nan")})
+            ... except lrkit.ScheduleError as e:
+            ...     print(e)
+            Scheduler.load_state_dict: parameter 'multiplier' must be finite, got nan
+        """
+        checked = _checked_state(state_dict, self.saved)
+        plateau = self._loaded_plateau(state_dict["plateau"])
+        self.last_epoch, self._step_count, self.multiplier, self._stepped = checked
+        self.plateau_state = plateau
         self.apply()
+
+    def _loaded_plateau(self, saved: Any) -> ScaleState | None:
+        func = "Scheduler.load_state_dict"
+        if (saved is None) != (self.plateau is None):
+            validate.fail(func, "plateau", "must match whether this Scheduler has a plateau", saved, ScheduleError)
+        if self.plateau is None:
+            return None
+        initial = self.plateau.init()
+        if not dataclasses.is_dataclass(initial):
+            return saved  # type: ignore[no-any-return]
+        fields = {f.name for f in dataclasses.fields(initial)}
+        validate.instance(func, "plateau", saved, ScheduleError, dict, f"a dict of {sorted(fields)}")
+        unknown = sorted(set(saved) - fields)
+        if unknown:
+            validate.fail(func, "plateau", f"has unknown keys {unknown} (valid: {sorted(fields)})", saved, ScheduleError)
+        for key, value in saved.items():  # lrkit's states hold numbers; +-inf only as "best so far"
+            if validate.is_number(getattr(initial, key)):
+                validate.number(func, f"plateau.{key}", value, ScheduleError, finite=key != "best")
+        return dataclasses.replace(initial, **saved)  # type: ignore[type-var]
+
+
+def _checked_state(state_dict: Any, keys: Sequence[str]) -> tuple[int, int, float, bool]:
+    """The step, step count, multiplier and stepped flag of a saved state, each checked (ScheduleError / ScheduleTypeError)."""
+    func = "Scheduler.load_state_dict"
+    validate.instance(func, "state_dict", state_dict, ScheduleError, dict, "a dict from Scheduler.state_dict()")
+    missing, extra = set(keys[:4]) - set(state_dict), set(state_dict) - set(keys)
+    if missing or extra:
+        problem = f"lacks {sorted(missing)}" if missing else f"has unknown keys {sorted(extra)}"
+        validate.fail(func, "state_dict", f"{problem} (valid: {list(keys)})", sorted(state_dict), ScheduleError)
+    step = validate.integer(func, "step", state_dict["step"], ScheduleError, minimum=0)
+    step_count = validate.integer(func, "step_count", state_dict["step_count"], ScheduleError, minimum=0)
+    multiplier = validate.non_negative(func, "multiplier", state_dict["multiplier"], ScheduleError)
+    stepped = validate.flag(func, "stepped", state_dict.get("stepped", False), ScheduleError)
+    return step, step_count, multiplier, stepped
 
 
 def _check_arguments(optimizer: Any, lr: Any, momentum: Any, plateau: Any) -> None:
