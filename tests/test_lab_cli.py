@@ -10,7 +10,7 @@ from typing import Any
 
 from click.testing import Result
 
-from lrkit.cli.study import split_values
+from lrkit.optim import split_specs as split_values
 
 RunCli = Callable[..., Result]
 
@@ -40,11 +40,14 @@ def test_fresh_starts_over_while_resume_keeps_the_store(run_cli: RunCli, tmp_pat
     assert 0 < trained < 10
     # a stored number a real run cannot give: only a run that starts over brings the trained one back
     query(store, f"UPDATE records SET test_loss = 1234.5 {cell}")
+    member_3 = query(store, "SELECT epoch, test_loss FROM records WHERE member = 3 ORDER BY epoch")
     query(store, "DELETE FROM records WHERE member = 3 AND epoch = 3")
     resumed = run_cli(*args)
     assert resumed.exit_code == 0, resumed.output
     assert query(store, f"SELECT test_loss FROM records {cell}") == [(1234.5,)]  # a resume trains no stored member again
-    assert query(store, "SELECT COUNT(*) FROM records") == [(11,)]
+    # ... but a member missing a record is not stored whole: it is trained again, to the same numbers
+    assert query(store, "SELECT epoch, test_loss FROM records WHERE member = 3 ORDER BY epoch") == member_3
+    assert query(store, "SELECT COUNT(*) FROM records") == [(12,)]
     fresh = run_cli(*args, "--fresh")
     assert fresh.exit_code == 0, fresh.output
     assert query(store, f"SELECT test_loss FROM records {cell}") == [(trained,)]

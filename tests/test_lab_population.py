@@ -144,10 +144,11 @@ def test_diverged_member_is_frozen_and_others_unaffected() -> None:
 
 def test_records_lr_momentum_plateau_and_growing_batches() -> None:
     p = get_problem("blobs")
-    member = Member(lr=0.1, optimizer=Optim("sgd", momentum=0.5), plateau=lrkit.Plateau(patience=0, factor=0.1, threshold=10.0))
+    never_better = lrkit.Plateau(patience=0, factor=0.1, threshold=10.0, threshold_mode="abs")
+    member = Member(lr=0.1, optimizer=Optim("sgd", momentum=0.5), plateau=never_better)
     r = train(p, [member], epochs=3, batch_size=[32, 128, 500])
-    # threshold=10 (relative): no evaluation ever counts as an improvement, so each one after the first cuts the lr
-    np.testing.assert_allclose(r.lr[0], [0.1, 0.01, 0.001])
+    # threshold=10 (absolute, on a loss near 1): only the first evaluation improves (on inf); each later one cuts the lr
+    np.testing.assert_allclose(r.lr[0], [0.1, 0.1, 0.01])
     assert r.momentum[0].tolist() == [0.5, 0.5, 0.5]
     assert r.updates.tolist() == [16, 16 + 4, 16 + 4 + 1]
     assert (r.train_acc >= 0).all() and (r.train_acc <= 1).all()
@@ -208,7 +209,10 @@ class _Scale:
 
 @pytest.mark.parametrize("momentum", [lrkit.constant(1.0), lrkit.linear(start=0.9, end=1.5, steps=20)], ids=["one", "rises-to-1.5"])
 def test_momentum_schedule_must_stay_below_one(momentum: lrkit.Schedule) -> None:
-    member = Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9), momentum=momentum)
+    with pytest.raises(LabError, match=r"Member: parameter 'momentum' must lie in \[0, 1\) at every step"):
+        Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9), momentum=momentum)  # at construction now, before any training
+    member = Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9))
+    object.__setattr__(member, "momentum", momentum)  # past the construction check: the run checks every step again
     with pytest.raises(LabError, match=r"Member: parameter 'momentum' must lie in \[0, 1\) at every step"):
         train(get_problem("blobs"), [member], epochs=2)
 
@@ -249,3 +253,22 @@ def test_hand_gradients_equal_autograd_for_activation_chains(name: str) -> None:
     for got, want in zip(grads, want_grads):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert torch.equal(x, before)  # the caller's input is never modified in place
+
+
+MOMENTA = [lrkit.constant(2.0), lrkit.constant(1.0), lrkit.linear(start=0.5, end=1.5, steps=100),
+           lrkit.linear(start=0.9, end=1.2, steps=10**7)]  # fmt: skip
+
+
+@pytest.mark.parametrize("momentum", MOMENTA)
+def test_a_member_momentum_outside_0_1_is_rejected_at_construction(momentum: lrkit.Schedule) -> None:
+    with pytest.raises(LabError, match=r"Member: parameter 'momentum' must lie in \[0, 1\) at every step \(step \d+: "):
+        Member(lr=0.1, optimizer=Optim("sgd", momentum=0.9), momentum=momentum)
+
+
+def test_a_member_momentum_of_2_and_adam_betas_out_of_range_are_lab_errors() -> None:
+    for bad in (2.0, float("nan")):
+        with pytest.raises(LabError, match="Member: parameter 'momentum' must be an lrkit schedule"):
+            Member(lr=0.1, momentum=bad)  # type: ignore[arg-type]
+    for optim in ({"family": "sgd", "momentum": 2.0}, {"family": "adam", "momentum": 1.5}, {"family": "adam", "beta2": 1.0}):
+        with pytest.raises(LabError, match="must lie in"):
+            Member(lr=0.1, optimizer=Optim(**optim))  # type: ignore[arg-type]

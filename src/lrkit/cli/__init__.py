@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module, imported only when used, so
 `lrkit --help` stays fast. A user mistake (any `LrkitError`) prints one line
-and exits with status 2; no traceback.
+and exits with status 2; no traceback. So does a `SystemExit` raised by user code
+(a problem factory, a model) inside a command: exiting is not success. Commands
+end early with click's `ctx.exit(code)` / `click.exceptions.Exit`, never `SystemExit`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ class LrkitGroup(click.Group):
             return super().invoke(ctx)
         except LrkitError as e:
             click.echo(f"lrkit: error: {e}", err=True)
-            ctx.exit(2)
+        except SystemExit as e:
+            # lrkit's commands end with click's Exit; a SystemExit comes from user code (a factory, a model): not a success
+            command = ctx.invoked_subcommand
+            click.echo(f"lrkit: error: user code called sys.exit({e.code!r}) during 'lrkit {command}'; nothing more was done", err=True)
+        ctx.exit(2)
 
 
 @click.group(cls=LrkitGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,35 +8,19 @@ from typing import Any
 
 import click
 
+from lrkit.cli._options import DEVICE, OUT_DIR
 from lrkit.lab.population import ORDERS
 from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
-
-
-def split_values(text: str) -> list[str]:
-    """Split at commas outside parentheses and brackets, so schedule specs stay whole.
-
-    Example:
-        >>> split_values("1e-1, 1e-2")
-        ['1e-1', '1e-2']
-        >>> split_values("cosine(start=0.1, steps=100),constant(0.01)")
-        ['cosine(start=0.1, steps=100)', 'constant(0.01)']
-    """
-    parts, depth, current = [], 0, ""
-    for ch in text:
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    parts.append(current.strip())
-    return [p for p in parts if p]
+from lrkit.optim import split_specs
 
 
 @click.command()
 @click.argument("name", type=click.Choice(list(STUDIES)))
-@click.option("--problem", default="blobs", show_default=True, help=f"A built-in problem ({', '.join(PROBLEMS)}) or pkg.module:function.")
+@click.option(
+    "--problem", default="blobs", show_default=True,
+    help=f"A built-in problem ({', '.join(PROBLEMS)}) or pkg.module:function (a def of your own module; see get_problem).",
+)  # fmt: skip
 @click.option(
     "--values", "values_text", default=None,
     help="Comma-separated values to try (default: the study's classic set); optimizer study: specs such as 'sgd(momentum=0.9)'.",
@@ -44,13 +28,13 @@ def split_values(text: str) -> list[str]:
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds per value.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default: the problem's).")
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lrkit-out"), show_default=True,
-    help="Directory for the store, figures, tables and HTML report.",
+    "--out", type=OUT_DIR, default=Path("lrkit-out"), show_default=True,
+    help="Directory for the store, figures, tables and HTML report (one writer at a time).",
 )  # fmt: skip
 @click.option("--resume/--fresh", default=True, show_default=True, help="Finish a stored study in --out, or start over.")
 @click.option("--chunk", type=click.IntRange(min=1), default=100, show_default=True, help="Most members trained in one population.")
 @click.option("--order", type=click.Choice(list(ORDERS)), default="member", show_default=True, help="Minibatch order per seed or shared.")
-@click.option("--device", default=None, help="Torch device to train on (default: cpu).")
+@click.option("--device", type=DEVICE, default=None, help="Torch device to train on (default: cpu).")
 def study(
     name: str, problem: str, values_text: str | None, seeds: int, epochs: int | None, out: Path, resume: bool, chunk: int, order: str,
     device: str | None,
@@ -58,13 +42,15 @@ def study(
     """Run study NAME (lr, momentum, decay, patience, optimizer, schedule, batch): every value x seed in one batched population.
 
     Writes NAME.sqlite (resumable: re-run the same command after a crash or Ctrl-C), NAME-*.png figures,
-    NAME-final.csv, NAME-records.csv and the self-contained NAME-report.html into --out.
+    NAME-final.csv, NAME-records.csv and the self-contained NAME-report.html into --out. One run writes a
+    store at a time (NAME.sqlite.lock): a second stops at once. A damaged store, or one of another version,
+    is refused and left as it is; --fresh deletes it and starts over.
 
     Example: lrkit study lr --seeds 5 --out lrkit-out
     """
     from lrkit.lab.runner import study as run_study
 
-    values = split_values(values_text) if values_text is not None else None
+    values = split_specs(values_text) if values_text is not None else None
     with _progress(name) as advance:
         try:
             result = run_study(name, problem, values, seeds, epochs, out, fresh=not resume, chunk=chunk, order=order, device=device,
@@ -73,7 +59,7 @@ def study(
             click.echo(
                 f"interrupted: finished members are stored in {out / (name + '.sqlite')}; run the same command again to resume", err=True
             )
-            raise SystemExit(130) from None
+            raise click.exceptions.Exit(130) from None  # not SystemExit: the group reads that as user code exiting
     _print_summary(result.summary())
     click.echo(f"wrote {out / (name + '-report.html')} (and figures, tables, {name}.sqlite) in {out}")
 

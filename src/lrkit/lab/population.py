@@ -54,8 +54,9 @@ class Member:
     Args:
         lr: an lrkit schedule over optimizer steps, or a number (a constant lr).
         optimizer: an `lrkit.Optim` or its text spec ("adam", "sgd(momentum=0.9)"); default plain SGD.
-        momentum: optional schedule of the momentum (Adam's beta1), in [0, 1) at every step (checked by
-            `momentum_values`, when the steps are known); default: the optimizer's own, constant.
+        momentum: optional schedule of the momentum (Adam's beta1), in [0, 1) at every step: checked
+            at construction on the first 1025 steps and at powers of two, and on every step of a run before it
+            starts; default: the optimizer's own, constant.
         plateau: optional `lrkit.Plateau` (any `lrkit.protocols.PlateauLike`), fed the test loss after every
             epoch; its scale multiplies `lr`.
         seed: seeds the model's initialization and (with the per-member data order) the minibatch order.
@@ -78,6 +79,7 @@ class Member:
         object.__setattr__(self, "optimizer", Optim.of(self.optimizer, "Member", "optimizer"))
         if self.momentum is not None:
             validate.instance("Member", "momentum", self.momentum, LabError, Schedule, "an lrkit schedule or None")
+            _momentum_in_range(self.momentum, _PROBE_STEPS)  # the whole run is checked once its length is known
         if self.plateau is not None:
             validate.instance("Member", "plateau", self.plateau, LabError, PlateauLike, "an lrkit.Plateau (init / update) or None")
         validate.seed("Member", "seed", self.seed, LabError)
@@ -101,13 +103,21 @@ class Member:
         """
         if self.momentum is None:
             return np.full(steps, float(self.optimizer.momentum or 0.0))
-        values = self.momentum.values(np.arange(steps))
-        outside = np.flatnonzero(~((values >= 0) & (values < 1)))
-        if len(outside):
-            # the first bad step is named: a momentum of 1 or more makes the update grow without bound
-            step = int(outside[0])
-            validate.fail("Member", "momentum", f"must lie in [0, 1) at every step (step {step}: {values[step]})", self.momentum, LabError)
-        return values
+        return _momentum_in_range(self.momentum, np.arange(steps))
+
+
+# the steps a momentum schedule is checked at when a Member is made: the start, and powers of two far beyond any run
+_PROBE_STEPS = np.unique(np.r_[np.arange(1025), 2 ** np.arange(11, 40)])
+
+
+def _momentum_in_range(momentum: Schedule, steps: npt.NDArray[np.int64]) -> Array:
+    """`momentum` at `steps`, which must lie in [0, 1) at each (a momentum of 1 or more makes the update grow without bound)."""
+    values = momentum.values(steps)
+    outside = np.flatnonzero(~((values >= 0) & (values < 1)))
+    if len(outside):
+        step, value = int(steps[outside[0]]), float(values[outside[0]])  # the first bad step is named
+        validate.fail("Member", "momentum", f"must lie in [0, 1) at every step (step {step}: {value})", momentum, LabError)
+    return values
 
 
 @dataclasses.dataclass(frozen=True)

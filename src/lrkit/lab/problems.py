@@ -19,14 +19,15 @@ import importlib
 import inspect
 import itertools
 import random
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lrkit import validate
-from lrkit.errors import LabError
+from lrkit.errors import LabError, LrkitValueError
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +77,9 @@ class Problem:
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             sizes = (len(self.x_train), len(self.y_train), len(self.x_test), len(self.y_test))
             validate.fail("Problem", "y_train", "must have one target per input (train and test)", sizes, LabError)
+        if not len(self.x_train) or not len(self.x_test):
+            counts = (len(self.x_train), len(self.x_test))
+            validate.fail("Problem", "x_train", "must hold at least one training and one test input", counts, LabError)
 
     def losses(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample losses (cross-entropy on logits, or squared error), shaped like `target`.
@@ -304,6 +308,13 @@ def get_problem(name: str, *, seed: int = 0) -> Problem:
     when it accepts a `seed` argument, and returns either a `Problem` or a pair
     `(make_model, (x_train, y_train, x_test, y_test))`.
 
+    A user's function must be a plain `def` of the user's own module (not a builtin,
+    a class or a standard-library function: `os:abort` is refused without being
+    called) whose other arguments have defaults (`load_factory`). It runs inside a
+    guard: whatever it raises, `SystemExit` included, is one `LabError` naming it
+    (`guarded_call`); so is a failure of its `make_model`, which is built once and
+    fed two training inputs here, before any training, to check its output shape.
+
     Example:
         >>> get_problem("sequence").x_train.shape[1:]
         torch.Size([6, 24])
@@ -343,35 +354,151 @@ def _built_in(name: str, seed: int) -> Problem:
 
 
 def _user_problem(target: str, seed: int) -> Problem:
-    func = _imported(target)
-    if not callable(func):
-        validate.fail("get_problem", "name", "must name a callable", target, LabError)
-    accepts_seed = "seed" in inspect.signature(func).parameters
-    made = func(seed=seed) if accepts_seed else func()
+    func = load_factory(target)
+    made = guarded_call(func, target, {"seed": seed} if _takes_seed(func) else None)
     if isinstance(made, Problem):
-        return made
-    return _from_pair(target, made)
+        problem = dataclasses.replace(made, make_model=_GuardedModel(made.make_model, target))
+    else:
+        problem = _from_pair(target, made)
+    _probe_model(problem, target)
+    return problem
 
 
-def _imported(target: str) -> Any:
-    """The object "pkg.module:function" names; an import failure is the user's bad name, so it is a LabError."""
-    module_name, _, func_name = target.partition(":")
+def _probe_model(problem: Problem, target: str) -> None:
+    """Build the user's model once and run two training inputs through it, so a bad model fails here, before any training."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the caller's random state is left as it was
+        model = problem.make_model()
+        x, y = problem.x_train[:2], problem.y_train[:2]
+        out = _guarded(lambda: model(x), target, "Problem", "make_model", LabError, "must build a model that takes x_train")
+    if not isinstance(out, torch.Tensor):
+        validate.fail("Problem", "make_model", f"must build a model that returns a tensor (got a {type(out).__name__})", target, LabError)
+    ok = out.shape[-1] >= problem.num_classes if problem.task == "classification" else _match(out, y).shape == y.shape
+    if out.dim() == 0 or out.shape[0] != len(x) or not ok:
+        want = f"(N, {problem.num_classes}) logits" if problem.task == "classification" else "predictions shaped like y_train"
+        got = f"got {tuple(out.shape)} for {len(x)} inputs"
+        validate.fail("Problem", "make_model", f"must build a model giving {want} ({got})", target, LabError)
+
+
+# -- the user factory guard ------------------------------------------------------------------------
+Error = type[LrkitValueError]
+
+
+def load_factory(target: str, func: str = "get_problem", param: str = "name", error: Error = LabError) -> Callable[..., Any]:
+    """The user function "pkg.module:function", imported and checked *without calling it*.
+
+    The rule: a plain Python function (a `def`, not a builtin, a class or another
+    callable object), from a module outside the standard library (refused before it
+    is imported), whose parameters other than `seed` all have defaults. So `os:abort`,
+    `os:system` and `builtins:exit` are refused unrun. An import that fails, raises
+    or exits is one `error` naming the target.
+
+    Example:
+        >>> try:
+        ...     load_factory("os:abort")
+        ... except LabError as e:
+        ...     print(str(e)[:76])
+        get_problem: parameter 'name' must name a function of your own module, not o
+    """
+    module_name, _, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not (all(p.isidentifier() for p in module_name.split(".")) and attr.isidentifier()):
+        validate.fail(func, param, "must be 'pkg.module:function'", target, error)
+    if module_name.partition(".")[0] in sys.stdlib_module_names:
+        validate.fail(func, param, "must name a function of your own module, not of the standard library", target, error)
+    found = _guarded(
+        lambda: getattr(importlib.import_module(module_name), attr),
+        target,
+        func,
+        param,
+        error,
+        "must name an importable 'pkg.module:function'",
+    )
+    if not inspect.isfunction(found) or inspect.iscoroutinefunction(found) or inspect.isgeneratorfunction(found):
+        validate.fail(func, param, f"must name a plain Python function (def), not a {type(found).__name__}", target, error)
+    required = [p.name for p in inspect.signature(found).parameters.values() if _required(p)]
+    if required:
+        validate.fail(func, param, f"must name a function whose arguments other than 'seed' have defaults (required: {required})", target,
+                      error)  # fmt: skip
+    return found
+
+
+def _takes_seed(factory: Callable[..., Any]) -> bool:
+    p = inspect.signature(factory).parameters.get("seed")
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+def _required(p: inspect.Parameter) -> bool:
+    """Whether a factory's parameter needs a value lrkit does not give (lrkit passes `seed` by keyword)."""
+    keyword = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    return p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and not (p.name == "seed" and keyword)
+
+
+def guarded_call(
+    factory: Callable[..., Any], target: str, kwargs: Mapping[str, Any] | None = None, *, func: str = "get_problem", param: str = "name",
+    error: Error = LabError,
+) -> Any:  # fmt: skip
+    """`factory(**kwargs)`, where anything it raises, `SystemExit` included, is one `error` naming `target` and what it raised.
+
+    A KeyboardInterrupt (the user's Ctrl-C) passes through.
+
+    Example:
+        >>> try:
+        ...     guarded_call(lambda: 1 / 0, "mine:make")
+        ... except LabError as e:
+        ...     print(e)
+        get_problem: parameter 'name' must name a factory that runs (it raised ZeroDivisionError: division by zero), got 'mine:make'
+    """
+    return _guarded(lambda: factory(**(kwargs or {})), target, func, param, error, "must name a factory that runs")
+
+
+def _guarded(call: Callable[[], Any], target: str, func: str, param: str, error: Error, requirement: str) -> Any:
     try:
-        return getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as e:
-        why = str(e)  # raised below, outside the handler, so the traceback shows one error, not two
-    validate.fail("get_problem", "name", f"must name an importable 'pkg.module:function' ({why})", target, LabError)
+        return call()
+    except (Exception, SystemExit) as e:  # user code: its failure is the user's, one line
+        text = f"called sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"raised {type(e).__name__}: {' '.join(str(e).split())}"
+    validate.fail(func, param, f"{requirement} (it {text[:300]})", target, error)
+
+
+class _GuardedModel:
+    """A user's model factory, called inside the guard; what it returns must be a `torch.nn.Module`."""
+
+    def __init__(self, make: Callable[[], Any], target: str) -> None:
+        self.make, self.target = make, target
+
+    def __call__(self) -> torch.nn.Module:
+        from torch import nn
+
+        model = guarded_call(self.make, self.target, func="Problem", param="make_model")
+        if not isinstance(model, nn.Module):
+            why = f"must build a torch.nn.Module (got a {type(model).__name__})"
+            validate.wrong_type("Problem", "make_model", why, self.target, LabError)
+        return model
 
 
 def _from_pair(name: str, made: Any) -> Problem:
-    import torch
-
     ok = isinstance(made, tuple) and len(made) == 2 and callable(made[0]) and isinstance(made[1], (tuple, list)) and len(made[1]) == 4
     if not ok:
-        validate.fail("get_problem", "name", "must return a Problem or (make_model, (x_train, y_train, x_test, y_test))", name, LabError)
-    make_model, arrays = made
-    x_tr, y_tr, x_te, y_te = (torch.as_tensor(np.asarray(a)) for a in arrays)
+        why = f"must return a Problem or (make_model, (x_train, y_train, x_test, y_test)), not a {type(made).__name__}"
+        validate.fail("get_problem", "name", why, name, LabError)
+    make_model, arrays = _GuardedModel(made[0], name), made[1]
+    x_tr, y_tr, x_te, y_te = (_tensor(name, a) for a in arrays)
     if y_tr.dtype.is_floating_point:
         return Problem(name, "regression", x_tr.float(), y_tr.float(), x_te.float(), y_te.float(), 0, 32, 20, 0.01, make_model)
     classes = int(max(int(y_tr.max()), int(y_te.max()))) + 1
     return Problem(name, "classification", x_tr.float(), y_tr.long(), x_te.float(), y_te.long(), classes, 32, 20, 0.01, make_model)
+
+
+def _tensor(name: str, array: Any) -> torch.Tensor:
+    """A user's data array as a numeric tensor; anything else is the factory's wrong return value."""
+    import torch
+
+    try:
+        t = torch.as_tensor(np.asarray(array))
+    except (TypeError, ValueError, RuntimeError) as e:
+        why = " ".join(str(e).split())[:160]
+    else:
+        if not t.is_complex():  # what torch cannot convert (text, objects) failed above
+            return t
+        why = f"dtype {t.dtype}"
+    validate.fail("get_problem", "name", f"must return numeric arrays (x_train, y_train, x_test, y_test) ({why})", name, LabError)

@@ -18,7 +18,7 @@ from lrkit.errors import LabError
 from lrkit.lab.population import ORDERS, Member, PopulationResult, train
 from lrkit.lab.problems import get_problem
 from lrkit.lab.results import StudyResult
-from lrkit.lab.store import METRICS, MemberRow, Store
+from lrkit.lab.store import METRICS, MemberRow, Store, damaged
 from lrkit.lab.studies import STUDIES, Plan, StudyDef
 
 Progress = Callable[[int, int], None]  # (member-epochs done, member-epochs in all)
@@ -43,7 +43,9 @@ def study(
 
     Members are trained in populations of up to `chunk`; each finished population is
     stored at once in `out/{name}.sqlite`. Re-running with the same arguments resumes:
-    it trains only the members the store lacks. `fresh=True` starts over.
+    it trains only the members the store lacks (or holds only in part). `fresh=True` starts over.
+    One process writes a store at a time: a second raises "in use" before any work; a damaged
+    store, or one of another version, raises a `LabError` and is left untouched (`lrkit.lab.store`).
 
     Args:
         name: one of `lrkit.lab.STUDIES` (lr, momentum, decay, patience, optimizer, schedule, batch).
@@ -103,8 +105,9 @@ def _run_pending(d: StudyDef, plan: Plan, chosen: list[Any], labels: list[str], 
     progress: Progress | None = kw.pop("progress")
     chunk: int = kw.pop("chunk")
     total = len(chosen) * seeds * plan.epochs
-    done = len(store.finished()) * plan.epochs
-    pending = [i for i in range(len(chosen) * seeds) if i not in store.finished()]
+    finished = _stored(store, labels, seeds, plan.epochs)
+    done = len(finished) * plan.epochs
+    pending = [i for i in range(len(chosen) * seeds) if i not in finished]
     if progress is not None:
         progress(done, total)
     groups: dict[Any, list[int]] = {}
@@ -123,6 +126,16 @@ def _run_pending(d: StudyDef, plan: Plan, chosen: list[Any], labels: list[str], 
             result = train(plan.problem, members, epochs=plan.epochs, batch_size=list(sizes) if sizes else None, on_epoch=on_epoch, **kw)
             store.add(_rows(part, labels, seeds, result), {k: getattr(result, k) for k in METRICS}, result.updates)
             done += len(part) * plan.epochs
+
+
+def _stored(store: Store, labels: list[str], seeds: int, epochs: int) -> set[int]:
+    """The members stored whole (the others are trained again); a stored member that is not this study's is damage."""
+    finished = store.finished(epochs)
+    for row in store.members():
+        i = row.member
+        if not 0 <= i < len(labels) * seeds or (row.value, row.value_index, row.seed) != (labels[i // seeds], i // seeds, i % seeds):
+            damaged(store.path, f"member {i} ({row.value!r}, seed {row.seed}) is not a member of this study")
+    return finished
 
 
 def _rows(part: list[int], labels: list[str], seeds: int, result: PopulationResult) -> list[MemberRow]:
