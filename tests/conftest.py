@@ -7,6 +7,7 @@ it draws its minibatches from `lrkit.torch.data`, the one order of the library.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,3 +97,54 @@ def reference_run(
 def reference() -> Callable[..., tuple[list[torch.Tensor], list[float]]]:
     """`reference_run` as a fixture (test modules are imported by path, so they cannot import conftest)."""
     return reference_run
+
+
+GLOO_HARNESS = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+{body}
+
+
+def worker(rank, world, port, out):
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        record = run(rank)
+        with open(os.path.join(out, f"{{rank}}.json"), "w") as f:
+            json.dump(record, f)
+        dist.barrier()  # neither rank tears the group down while the other still uses it
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    mp.spawn(worker, args=(2, int(sys.argv[1]), sys.argv[2]), nprocs=2, join=True)
+"""
+
+
+@pytest.fixture
+def run_gloo(tmp_path: Any) -> Callable[[str], list[dict[str, Any]]]:
+    """`run_gloo(body)`: run `body`'s `run(rank) -> dict` on 2 CPU processes of a gloo group; the ranks' dicts, in order."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    def launch(body: str) -> list[dict[str, Any]]:
+        if not torch.distributed.is_available():
+            pytest.skip("torch built without distributed")
+        script = tmp_path / "gloo_run.py"
+        script.write_text(GLOO_HARNESS.format(body=body))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        env = os.environ | {"OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, str(script), str(port), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+
+    return launch

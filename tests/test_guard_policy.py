@@ -7,14 +7,12 @@ benchmark's figures and these tests measure the same thing.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import socket
-import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -116,66 +114,36 @@ def test_a_nan_loss_before_backward_is_a_skip_that_touches_nothing() -> None:
     assert opt.param_groups[0]["lr"] == 0.1 and guard.incidents[0].steps_lost == 0 and guard.rollbacks == 0
 
 
-DDP_SCRIPT = textwrap.dedent(
+DDP_BODY = textwrap.dedent(
     """
-    import json, os, sys
-    import torch
-    import torch.distributed as dist
-    import torch.multiprocessing as mp
     import lrkit
 
     NAN_AT = {0: {10, 40}, 1: {41}}  # rank 0 alone at 10; at 40/41 the ranks glitch one after the other: a repeat
 
 
-    def worker(rank, world, port, out):
-        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-        torch.set_num_threads(1)
-        dist.init_process_group("gloo", rank=rank, world_size=world)
-        try:
-            torch.manual_seed(0)
-            model = torch.nn.Linear(4, 1)
-            opt = torch.optim.SGD(model.parameters(), lr=0.1)
-            guard = lrkit.Guard(model, opt, snapshot_every=10)
-            x = torch.randn(8, 4, generator=torch.Generator().manual_seed(rank))
-            skipped = []
-            for step in range(60):
-                opt.zero_grad()
-                loss = model(x).pow(2).mean() * (float("nan") if step in NAN_AT[rank] else 1.0)
-                if guard.check(loss):
-                    skipped.append(step)
-                    continue
-                loss.backward()
-                opt.step()
-            record = {"skipped": skipped, "incidents": [[i.step, i.kind, i.action, i.restored_step] for i in guard.incidents],
-                      "lr": opt.param_groups[0]["lr"]}
-            with open(os.path.join(out, f"{rank}.json"), "w") as f:
-                json.dump(record, f)
-            dist.barrier()  # neither rank tears the group down while the other still uses it
-        finally:
-            dist.destroy_process_group()
-
-
-    if __name__ == "__main__":
-        mp.spawn(worker, args=(2, int(sys.argv[1]), sys.argv[2]), nprocs=2, join=True)
+    def run(rank):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        guard = lrkit.Guard(model, opt, snapshot_every=10)
+        x = torch.randn(8, 4, generator=torch.Generator().manual_seed(rank))
+        skipped = []
+        for step in range(60):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean() * (float("nan") if step in NAN_AT[rank] else 1.0)
+            if guard.check(loss):
+                skipped.append(step)
+                continue
+            loss.backward()
+            opt.step()
+        incidents = [[i.step, i.kind, i.action, i.restored_step] for i in guard.incidents]
+        return {"skipped": skipped, "incidents": incidents, "lr": opt.param_groups[0]["lr"]}
     """
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
-def test_under_torch_distributed_all_ranks_take_the_same_decision(tmp_path: Path) -> None:
-    script = tmp_path / "ddp_guard.py"
-    script.write_text(DDP_SCRIPT)
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(script), str(_free_port()), str(tmp_path)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r0, r1 = (json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1))
+def test_under_torch_distributed_all_ranks_take_the_same_decision(run_gloo: Callable[[str], list[dict[str, Any]]]) -> None:
+    r0, r1 = run_gloo(DDP_BODY)
     assert r0["skipped"] == r1["skipped"] == [10, 40, 41]
     assert (
         [i[:3] for i in r0["incidents"]]
