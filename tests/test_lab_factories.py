@@ -14,7 +14,8 @@ import torch
 from click.testing import Result
 
 from lrkit.errors import LabError
-from lrkit.lab.problems import get_problem, guarded_call, load_factory
+from lrkit.lab.factories import guarded_call, load_factory
+from lrkit.lab.problems import get_problem
 
 RunCli = Callable[..., Result]
 STUDY = ["study", "lr", "--values", "0.1", "--seeds", "1", "--epochs", "1"]

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lrkit import validate
-from lrkit.errors import LabError
+from lrkit.errors import LabError, LrkitValueError
 
 if TYPE_CHECKING:
     import torch
@@ -235,7 +235,7 @@ class Optim:
         for other in optimizer.param_groups[1:]:
             if {k: v for k, v in other.items() if k not in per_group} != {k: v for k, v in g.items() if k not in per_group}:
                 why = "must use the same hyperparameters in every param group (lrs apart)"
-                validate.fail(func, "optimizer", why, kind_name(optimizer), LabError)
+                validate.fail(func, "optimizer", why, type(optimizer).__name__, LabError)
         kind = type(optimizer)
         # options lrkit's families do not model, with the values at which they change nothing
         unmodelled: dict[type, dict[str, Any]] = {
@@ -262,16 +262,6 @@ class Optim:
         return cls(family, momentum=float(g["betas"][0]), beta2=float(g["betas"][1]), eps=float(g["eps"]), weight_decay=wd)
 
 
-def kind_name(obj: Any) -> str:
-    """The class name of `obj` (for messages).
-
-    Example:
-        >>> kind_name(3)
-        'int'
-    """
-    return type(obj).__name__
-
-
 def split_specs(text: str) -> list[str]:
     """Comma-separated items, commas inside parentheses and brackets kept, blanks dropped (CLI lists of specs).
 
@@ -291,8 +281,14 @@ def split_specs(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def parse_list(text: str, func: str = "parse_list", param: str = "optimizer") -> list[Optim]:
+def parse_list(
+    text: str, func: str = "parse_list", param: str = "optimizer", *, read: Callable[[str, str, str], Optim] | None = None,
+    error: type[LrkitValueError] = LabError,
+) -> list[Optim]:  # fmt: skip
     """The `Optim`s of comma-separated specs (`split_specs`): `"sgd,sgd(momentum=0.9),adam"`.
+
+    `read(item, func, param)` turns one item into an `Optim` (default `Optim.of`; the landscape also
+    reads its "momentum" label); an empty list raises `error`.
 
     Example:
         >>> [o.spec for o in parse_list("sgd, sgd(momentum=0.9, weight_decay=0.1), adam")]
@@ -300,5 +296,5 @@ def parse_list(text: str, func: str = "parse_list", param: str = "optimizer") ->
     """
     items = split_specs(text)
     if not items:
-        validate.fail(func, param, f"must name at least one optimizer ({HELP})", text, LabError)
-    return [Optim.of(p, func, param) for p in items]
+        validate.fail(func, param, f"must name at least one optimizer ({HELP})", text, error)
+    return [(read or Optim.of)(p, func, param) for p in items]

@@ -141,11 +141,11 @@ def net(
     func = "lrkit landscape net"
     rates = _rates(lrs, func)
     prob = get_problem(problem)
-    settings: dict[str, Any] = {"epochs": epochs, "points": points, "grid": grid, "distance": distance, "directions": directions}
-    settings["seed"] = seed
-    for lr in rates or [prob.lr]:  # every lr and setting, before the first training starts
+    rates = rates or [20 * prob.lr, prob.lr]
+    settings: dict[str, Any] = dict(epochs=epochs, points=points, grid=grid, distance=distance, directions=directions, seed=seed)
+    for lr in rates:  # every lr and setting, before the first training starts
         check_net_landscape(prob, lr, **settings)
-    results = [net_landscape(prob, lr, **settings) for lr in _progress(rates or [20 * prob.lr, prob.lr], f"{prob.name}: lrs")]
+    results = [net_landscape(prob, lr, **settings) for lr in _progress(rates, f"{prob.name}: lrs")]
     save_net_study(prob.name, results, out)
     for r in results:
         ev = r.path.explained_variance

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import inspect
 import itertools
 import random
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lrkit import validate
-from lrkit.errors import LabError, LrkitValueError
+from lrkit.errors import LabError
+from lrkit.lab.factories import guarded, guarded_call, load_factory, takes_seed
 
 if TYPE_CHECKING:
     import torch
@@ -355,7 +353,7 @@ def _built_in(name: str, seed: int) -> Problem:
 
 def _user_problem(target: str, seed: int) -> Problem:
     func = load_factory(target)
-    made = guarded_call(func, target, {"seed": seed} if _takes_seed(func) else None)
+    made = guarded_call(func, target, {"seed": seed} if takes_seed(func) else None)
     if isinstance(made, Problem):
         problem = dataclasses.replace(made, make_model=_GuardedModel(made.make_model, target))
     else:
@@ -371,7 +369,7 @@ def _probe_model(problem: Problem, target: str) -> None:
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # the caller's random state is left as it was
         model = problem.make_model()
         x, y = problem.x_train[:2], problem.y_train[:2]
-        out = _guarded(lambda: model(x), target, "Problem", "make_model", LabError, "must build a model that takes x_train")
+        out = guarded(lambda: model(x), target, "Problem", "make_model", LabError, "must build a model that takes x_train")
     if not isinstance(out, torch.Tensor):
         validate.fail("Problem", "make_model", f"must build a model that returns a tensor (got a {type(out).__name__})", target, LabError)
     ok = out.shape[-1] >= problem.num_classes if problem.task == "classification" else _match(out, y).shape == y.shape
@@ -379,85 +377,6 @@ def _probe_model(problem: Problem, target: str) -> None:
         want = f"(N, {problem.num_classes}) logits" if problem.task == "classification" else "predictions shaped like y_train"
         got = f"got {tuple(out.shape)} for {len(x)} inputs"
         validate.fail("Problem", "make_model", f"must build a model giving {want} ({got})", target, LabError)
-
-
-# -- the user factory guard ------------------------------------------------------------------------
-Error = type[LrkitValueError]
-
-
-def load_factory(target: str, func: str = "get_problem", param: str = "name", error: Error = LabError) -> Callable[..., Any]:
-    """The user function "pkg.module:function", imported and checked *without calling it*.
-
-    The rule: a plain Python function (a `def`, not a builtin, a class or another
-    callable object), from a module outside the standard library (refused before it
-    is imported), whose parameters other than `seed` all have defaults. So `os:abort`,
-    `os:system` and `builtins:exit` are refused unrun. An import that fails, raises
-    or exits is one `error` naming the target.
-
-    Example:
-        >>> try:
-        ...     load_factory("os:abort")
-        ... except LabError as e:
-        ...     print(str(e)[:76])
-        get_problem: parameter 'name' must name a function of your own module, not o
-    """
-    module_name, _, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
-    if not (all(p.isidentifier() for p in module_name.split(".")) and attr.isidentifier()):
-        validate.fail(func, param, "must be 'pkg.module:function'", target, error)
-    if module_name.partition(".")[0] in sys.stdlib_module_names:
-        validate.fail(func, param, "must name a function of your own module, not of the standard library", target, error)
-    found = _guarded(
-        lambda: getattr(importlib.import_module(module_name), attr),
-        target,
-        func,
-        param,
-        error,
-        "must name an importable 'pkg.module:function'",
-    )
-    if not inspect.isfunction(found) or inspect.iscoroutinefunction(found) or inspect.isgeneratorfunction(found):
-        validate.fail(func, param, f"must name a plain Python function (def), not a {type(found).__name__}", target, error)
-    required = [p.name for p in inspect.signature(found).parameters.values() if _required(p)]
-    if required:
-        validate.fail(func, param, f"must name a function whose arguments other than 'seed' have defaults (required: {required})", target,
-                      error)  # fmt: skip
-    return found
-
-
-def _takes_seed(factory: Callable[..., Any]) -> bool:
-    p = inspect.signature(factory).parameters.get("seed")
-    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-
-
-def _required(p: inspect.Parameter) -> bool:
-    """Whether a factory's parameter needs a value lrkit does not give (lrkit passes `seed` by keyword)."""
-    keyword = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    return p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and not (p.name == "seed" and keyword)
-
-
-def guarded_call(
-    factory: Callable[..., Any], target: str, kwargs: Mapping[str, Any] | None = None, *, func: str = "get_problem", param: str = "name",
-    error: Error = LabError,
-) -> Any:  # fmt: skip
-    """`factory(**kwargs)`, where anything it raises, `SystemExit` included, is one `error` naming `target` and what it raised.
-
-    A KeyboardInterrupt (the user's Ctrl-C) passes through.
-
-    Example:
-        >>> try:
-        ...     guarded_call(lambda: 1 / 0, "mine:make")
-        ... except LabError as e:
-        ...     print(e)
-        get_problem: parameter 'name' must name a factory that runs (it raised ZeroDivisionError: division by zero), got 'mine:make'
-    """
-    return _guarded(lambda: factory(**(kwargs or {})), target, func, param, error, "must name a factory that runs")
-
-
-def _guarded(call: Callable[[], Any], target: str, func: str, param: str, error: Error, requirement: str) -> Any:
-    try:
-        return call()
-    except (Exception, SystemExit) as e:  # user code: its failure is the user's, one line
-        text = f"called sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"raised {type(e).__name__}: {' '.join(str(e).split())}"
-    validate.fail(func, param, f"{requirement} (it {text[:300]})", target, error)
 
 
 class _GuardedModel:

@@ -28,7 +28,7 @@ from lrkit import validate
 from lrkit._io import JsonResult, json_array, read_array
 from lrkit.errors import LandscapeError
 from lrkit.landscape.surfaces import Surface, get_surface, surface_from_dict
-from lrkit.optim import HELP, Optim, split_specs
+from lrkit.optim import HELP, Optim, parse_list
 from lrkit.schedules import constant, parse
 from lrkit.schedules.base import Schedule
 from lrkit.torch.scheduler import Scheduler
@@ -63,10 +63,7 @@ def landscape_optims(text: str, func: str, param: str) -> list[Optim]:
         >>> [optimizer_name(o) for o in landscape_optims("sgd, momentum, adam(weight_decay=0.1)", "cli", "--optimizer")]
         ['sgd', 'momentum', 'adam(weight_decay=0.1)']
     """
-    items = split_specs(text)
-    if not items:
-        validate.fail(func, param, f"must name at least one optimizer ({HELP})", text, LandscapeError)
-    return [landscape_optim(item, func, param) for item in items]
+    return parse_list(text, func, param, read=landscape_optim, error=LandscapeError)
 
 
 def optimizer_name(optim: Optim) -> str:
