@@ -9,7 +9,7 @@ Example:
     >>> try:
     ...     load_factory("builtins:exit")
     ... except LabError as e:
-    ...     print(str(e)[:63])
+    ...     print(str(e)[:62])
     get_problem: parameter 'name' must name a function of your own
 """
 
