@@ -97,7 +97,7 @@ class Scheduler(LRScheduler):
         self.lr = lr
         self.momentum = momentum
         self.momentum_key = _momentum_key(optimizer) if momentum is not None else None
-        self.group_scales = group_scales_of(optimizer, group_scales)
+        self.group_scales = _group_scales(optimizer, group_scales)
         self.plateau = plateau
         self.plateau_state: ScaleState | None = plateau.init() if plateau is not None else None
         self.multiplier = 1.0
@@ -272,13 +272,13 @@ def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
     validate.fail("Scheduler", "momentum", requirement, "schedule", ScheduleError)
 
 
-def group_scales_of(optimizer: torch.optim.Optimizer, given: Sequence[float] | None) -> list[float]:
+def _group_scales(optimizer: torch.optim.Optimizer, given: Sequence[float] | None) -> list[float]:
     """Each param group's lr relative to the first group's (`given` checked and used when not None).
 
     Example:
         >>> import torch
         >>> a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
-        >>> group_scales_of(torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1), None)
+        >>> _group_scales(torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1), None)
         [1.0, 0.5]
     """
     groups = optimizer.param_groups
@@ -290,14 +290,29 @@ def group_scales_of(optimizer: torch.optim.Optimizer, given: Sequence[float] | N
         if min(scales) < 0:
             validate.fail("Scheduler", "group_scales", "must be finite numbers >= 0", given, ScheduleError)
         return scales
-    # torch keeps each group's lr from before any scheduler in "initial_lr" (also in a loaded optimizer
-    # state); the current lrs may all be 0, e.g. when saved at step 0 of a warmup, and lose the ratios
-    lrs = [float(g.get("initial_lr", g["lr"])) for g in groups]
+    ratios = group_lr_ratios(optimizer)
+    if ratios is None:
+        lrs = [float(g.get("initial_lr", g["lr"])) for g in groups]
+        validate.fail("Scheduler", "group_scales", "must be given when the first group's lr is 0 and others differ", lrs, ScheduleError)
+    return ratios
+
+
+def group_lr_ratios(optimizer: torch.optim.Optimizer) -> list[float] | None:
+    """Each group's lr relative to the first group's; None when the first is 0 and the others differ (no ratio exists).
+
+    torch keeps each group's lr from before any scheduler in "initial_lr" (also in a loaded optimizer
+    state); the current lrs may all be 0, e.g. when saved at step 0 of a warmup, and lose the ratios.
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+        >>> group_lr_ratios(torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b]}], lr=0.1)) is None
+        True
+    """
+    lrs = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
     if all(x == lrs[0] for x in lrs):
         return [1.0] * len(lrs)
-    if lrs[0] <= 0:
-        validate.fail("Scheduler", "group_scales", "must be given when the first group's lr is 0 and others differ", lrs, ScheduleError)
-    return [x / lrs[0] for x in lrs]
+    return None if lrs[0] <= 0 else [x / lrs[0] for x in lrs]
 
 
 def write_hyperparameter(group: dict[str, Any], key: str, value: float) -> None:

@@ -21,7 +21,7 @@ from lrkit import validate
 from lrkit.errors import FinderError
 from lrkit.schedules import exponential, linear
 from lrkit.torch.finder.batches import Compute, StepFn, make_compute
-from lrkit.torch.scheduler import group_scales_of
+from lrkit.torch.scheduler import group_lr_ratios
 
 FUNC = "find_lr"
 MODES = ("exp", "linear")
@@ -144,10 +144,11 @@ def _callables(loss_fn: Any, step_fn: Any, metric: Any) -> None:
 
 def _scales(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
     """Each group's lr relative to the first: the ramp moves the first group and keeps the ratios."""
-    lrs = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]  # what `group_scales_of` reads
-    if lrs[0] <= 0 and any(lr != lrs[0] for lr in lrs):
+    ratios = group_lr_ratios(optimizer)
+    if ratios is None:
+        lrs = [float(g["lr"]) for g in optimizer.param_groups]
         validate.fail(FUNC, "optimizer", "needs a first param group with lr > 0 when groups differ", lrs, FinderError)
-    return tuple(group_scales_of(optimizer, None))
+    return tuple(ratios)
 
 
 def _val_batches(val_data: Any, val_batches: int | None) -> tuple[Any, ...] | None:
