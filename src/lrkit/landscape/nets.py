@@ -34,7 +34,7 @@ from lrkit import validate
 from lrkit.errors import LandscapeError
 from lrkit.landscape.surfaces import check_grid
 from lrkit.optim import Optim
-from lrkit.torch._tensors import cpu_copy
+from lrkit.torch._tensors import all_finite, cpu_copy
 from lrkit.torch.data import MinibatchOrder
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ def train_with_checkpoints(
             opt.zero_grad()
             torch.autograd.backward(problem.loss(model(x[idx]), y[idx]))
             opt.step()
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        if not all_finite(list(model.parameters())):
             why = f"must keep the training finite (the weights of {problem.name!r} are not finite after epoch {epoch}: try a smaller lr)"
             validate.fail(func, "lr", why, lr, LandscapeError)
         path.append(_snapshot(model))

@@ -1,4 +1,4 @@
-"""Small tensor helpers shared by the torch layer: the one CPU-copy of nested state.
+"""Small tensor helpers shared by the torch layer: the one CPU-copy of nested state, the one finiteness check.
 
 Example:
     >>> import torch
@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,3 +33,19 @@ def cpu_copy(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(cpu_copy(v) for v in obj)
     return copy.deepcopy(obj)
+
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every tensor (gradients, weights) is finite, with one sync: a sum is NaN/inf when an element is (or all are huge).
+
+    Example:
+        >>> all_finite([torch.ones(2), torch.zeros(3)]), all_finite([torch.tensor([1.0, float("nan")])])
+        (True, False)
+    """
+    if not tensors:
+        return True
+    if len({t.device for t in tensors}) > 1:
+        return all(bool(torch.isfinite(t.detach().sum()).item()) for t in tensors)
+    if sum(t.numel() for t in tensors) <= 1 << 20:  # small models: one concatenation costs less than an op per tensor
+        return bool(torch.isfinite(torch.cat([t.detach().reshape(-1) for t in tensors]).sum()).item())
+    return bool(torch.isfinite(torch.stack([t.detach().sum() for t in tensors]).sum()).item())

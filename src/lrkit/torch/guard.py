@@ -21,7 +21,7 @@ import torch
 from lrkit import validate
 from lrkit.analysis.diagnose import spike_limit
 from lrkit.errors import ControlError, DivergenceError
-from lrkit.torch._tensors import cpu_copy
+from lrkit.torch._tensors import all_finite, cpu_copy
 from lrkit.torch.scheduler import Scheduler
 
 _MIN_HISTORY = 20  # losses before the spike test uses its full sensitivity
@@ -214,7 +214,7 @@ class Guard:
             return "nonfinite_loss"
         if value > self._limit:
             return "spike"
-        if grads and not _all_finite([p.grad for p in self._params if p.grad is not None]):
+        if grads and not all_finite([p.grad for p in self._params if p.grad is not None]):
             return "nonfinite_grad"
         return None
 
@@ -313,14 +313,14 @@ def _agree(kind: str | None, params: Sequence[torch.Tensor]) -> tuple[str | None
     """This rank's verdict (incident kind, weights non-finite), all-reduced under torch.distributed so every rank acts alike."""
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
     if not distributed:
-        return kind, kind is not None and not _all_finite(params)
+        return kind, kind is not None and not all_finite(params)
     device = params[0].device if params and torch.distributed.get_backend() != "gloo" else torch.device("cpu")
     code = 0 if kind is None else KINDS.index(kind) + 1
     vote = torch.tensor([code, 0], dtype=torch.int64, device=device)
     torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX)
     if int(vote[0]) == 0:
         return None, False
-    vote[1] = int(not _all_finite(params))
+    vote[1] = int(not all_finite(params))
     torch.distributed.all_reduce(vote, op=torch.distributed.ReduceOp.MAX)
     return KINDS[int(vote[0]) - 1], bool(vote[1])
 
@@ -330,14 +330,3 @@ def _check_objects(model: Any, optimizer: Any, scheduler: Any) -> None:
     validate.instance("Guard", "optimizer", optimizer, ControlError, torch.optim.Optimizer, "a torch.optim.Optimizer")
     if scheduler is not None and not all(callable(getattr(scheduler, m, None)) for m in ("state_dict", "load_state_dict")):
         validate.wrong_type("Guard", "scheduler", "must be None or have state_dict() and load_state_dict()", scheduler, ControlError)
-
-
-def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether every tensor (gradients, weights) is finite, with one sync: a sum is NaN/inf when an element is (or all are huge)."""
-    if not tensors:
-        return True
-    if len({t.device for t in tensors}) > 1:
-        return all(bool(torch.isfinite(t.detach().sum()).item()) for t in tensors)
-    if sum(t.numel() for t in tensors) <= 1 << 20:  # small models: one concatenation costs less than an op per tensor
-        return bool(torch.isfinite(torch.cat([t.detach().reshape(-1) for t in tensors]).sum()).item())
-    return bool(torch.isfinite(torch.stack([t.detach().sum() for t in tensors]).sum()).item())
