@@ -5,7 +5,7 @@ class of the caller's concern (`ScheduleError`, `LabError`, ...), and returns th
 value converted (a float, an int, a tuple). A bad value raises that class with the
 one message form of `lrkit.errors.bad`; a value of the wrong *type* raises its
 `TypeError` child (`LabTypeError` for `LabError`), so it is also a `TypeError`, as
-in torch. Nothing here imports torch: tensors are recognised by duck typing.
+in torch. Nothing here imports torch: a tensor is recognised once torch is loaded.
 
 Example:
     >>> from lrkit.errors import LabError
@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -234,13 +235,14 @@ def length(func: str, param: str, value: Sequence[Any], error: Error, expected: 
 
 
 def is_tensor(value: Any) -> bool:
-    """Whether `value` looks like a torch tensor (duck typing: torch is not imported here).
+    """Whether `value` is a torch tensor, without importing torch (a tensor exists only once torch is loaded).
 
     Example:
         >>> is_tensor(1.0)
         False
     """
-    return all(hasattr(value, name) for name in ("numel", "item", "detach", "shape"))
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def scalar(func: str, param: str, value: Any, error: Error, *, finite: bool = False) -> float:
