@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from lrkit import validate
 from lrkit.errors import LrkitValueError, bad
 
 R = TypeVar("R", bound="JsonResult")
@@ -91,8 +92,13 @@ def json_float(value: Any) -> Any:
     return value if math.isfinite(value) else repr(value)
 
 
-def read_float(value: Any, none: float | None = math.nan) -> Any:
+def read_float(
+    value: Any, none: float | None = math.nan, *, func: str = "read_float", param: str = "value",
+    error: type[LrkitValueError] = LrkitValueError,
+) -> Any:  # fmt: skip
     """The float that `json_float` wrote; None (how older files wrote any non-finite value) reads as `none`.
+
+    Anything else that is not a number raises `error` naming `func` and `param` (the reader's).
 
     Example:
         >>> read_float("-inf"), read_float(None), read_float(0.5)
@@ -102,9 +108,7 @@ def read_float(value: Any, none: float | None = math.nan) -> Any:
         return none
     if value in ("nan", "inf", "-inf"):
         return float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise LrkitValueError(bad("read_float", "value", "must be a number, 'nan', 'inf', '-inf' or null", value))
-    return float(value)
+    return validate.number(func, param, value, error, finite=False)
 
 
 def json_array(values: Any) -> Any:

@@ -275,9 +275,7 @@ class StudyResult(JsonResult):
 
 def _float(value: Any) -> Any:
     """A float cell that `json_float` wrote (None stays None: a member whose initial loss was not stored)."""
-    if value is None or value in ("nan", "inf", "-inf"):
-        return read_float(value, none=None)
-    return validate.number("StudyResult.from_dict", "table", value, LabError, finite=False)
+    return read_float(value, none=None, func="StudyResult.from_dict", param="table", error=LabError)
 
 
 def _column(name: str, column: Any) -> npt.NDArray[Any]:
