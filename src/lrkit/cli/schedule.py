@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from lrkit import validate
 from lrkit.cli._options import OUT_FILE
-from lrkit.errors import ScheduleError, bad
+from lrkit.errors import ScheduleError
 
 MAX_STEPS = 1_000_000  # every step is drawn; a million points plot in about a second, 1e8 would take minutes and gigabytes
 
@@ -35,7 +36,7 @@ def schedule(specs: tuple[str, ...], steps: int, per_epoch: int | None, log_scal
     from lrkit.plot import plot_schedule
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise ScheduleError(bad("lrkit schedule", "--out", "must end in .png, .svg or .pdf", str(out)))
+        validate.fail("lrkit schedule", "--out", "must end in .png, .svg or .pdf", str(out), ScheduleError)
     schedules = [lrkit.parse(s) for s in specs]
     if per_epoch is not None:
         schedules = [lrkit.per_epoch(s, steps_per_epoch=per_epoch) for s in schedules]
