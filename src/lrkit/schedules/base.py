@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -198,14 +198,28 @@ def children(s: Schedule) -> list[Schedule]:
 def nesting(s: Schedule) -> int:
     """How many schedules deep `s` is: 1 for a shape, 1 + the deepest child for a combinator.
 
-    Every schedule is checked at construction (at most MAX_DEPTH), so this recursion stays shallow.
-
     Example:
         >>> import lrkit
         >>> nesting(lrkit.constant(1.0)), nesting(lrkit.constant(1.0) * lrkit.constant(2.0) * lrkit.constant(3.0))
         (1, 3)
     """
-    return 1 + max((nesting(c) for c in children(s)), default=0)
+    return deepest(s, children, lambda _: True)
+
+
+def deepest(root: Any, children: Callable[[Any], Iterable[Any]], counts: Callable[[Any], bool]) -> int:
+    """The most nodes that `counts` on any path down from `root`; a loop, not a recursion (the input may be hostile).
+
+    Example:
+        >>> deepest([1, [2, [3]]], lambda v: v if isinstance(v, list) else (), lambda v: isinstance(v, list))
+        3
+    """
+    most, stack = 0, [(root, 0)]
+    while stack:
+        node, above = stack.pop()
+        depth = above + int(counts(node))
+        most = max(most, depth)
+        stack.extend((child, depth) for child in children(node))
+    return most
 
 
 def _encode(value: Any) -> Any:

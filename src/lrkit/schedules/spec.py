@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from lrkit import validate
 from lrkit.errors import ScheduleError, bad
-from lrkit.schedules.base import MAX_DEPTH, REGISTRY, TOO_DEEP, Schedule
+from lrkit.schedules.base import MAX_DEPTH, REGISTRY, TOO_DEEP, Schedule, deepest
 
 
 def build(name: str, args: list[Any], kwargs: dict[str, Any], func: str) -> Schedule:
@@ -96,22 +96,6 @@ def parse(text: str) -> Schedule:
     if not isinstance(value, Schedule):
         validate.fail("parse", "text", "must describe a schedule, not a plain value", text, ScheduleError)
     return value
-
-
-def deepest(root: Any, children: Callable[[Any], Iterable[Any]], counts: Callable[[Any], bool]) -> int:
-    """The most nodes that `counts` on any path down from `root`; a loop, not a recursion (the input may be hostile).
-
-    Example:
-        >>> deepest([1, [2, [3]]], lambda v: v if isinstance(v, list) else (), lambda v: isinstance(v, list))
-        3
-    """
-    most, stack = 0, [(root, 0)]
-    while stack:
-        node, above = stack.pop()
-        depth = above + int(counts(node))
-        most = max(most, depth)
-        stack.extend((child, depth) for child in children(node))
-    return most
 
 
 def _contents(value: Any) -> Iterable[Any]:
