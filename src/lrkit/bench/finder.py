@@ -6,15 +6,16 @@ One `lrkit.find_lr` run gives every rule's suggestion; the installed
 `torch_lr_finder.LRFinder` gives its own (the steepest-gradient point its
 `plot(suggest_lr=True)` computes: that method is called, on an off-screen axis).
 Each suggestion is trained for the same budget, from the same initial weights and
-data order. regret = loss(suggested) / loss(grid best) - 1. The "sgd" cells run momentum SGD and the "adam" cells
-Adam (`OPTIMS`, `lrkit.Optim`s); the minibatches are lrkit's one order (`lrkit.torch.data`, the partial batch kept).
+data order. regret = loss(suggested) / loss(grid best) - 1. A cell's optimizer is an `lrkit.Optim` spec: by default
+momentum SGD, "sgd(momentum=0.9)", and "adam"; the minibatches are lrkit's one order (`lrkit.torch.data`, the partial
+batch kept).
 
 Run with `lrkit bench finder` or `python bench/finder_quality.py`.
 
 Example:
     >>> cfg = Config.quick()
-    >>> cfg.problems, cfg.optimizers, cfg.seeds, len(cfg.grid("sgd"))
-    (('blobs',), ('sgd',), (0,), 4)
+    >>> cfg.problems, cfg.optimizers, cfg.seeds, len(cfg.grid("sgd(momentum=0.9)"))
+    (('blobs',), ('sgd(momentum=0.9)',), (0,), 4)
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ if TYPE_CHECKING:
 # about 300-500 updates each, a short but complete training run.
 EPOCHS = {"blobs": 30, "moons": 30, "circles": 30, "digits": 12, "digits_cnn": 8, "mnist1d": 10, "mnist1d_cnn": 8,
           "regression": 30, "sequence": 25}  # fmt: skip
-GRIDS = {"sgd": (-3.0, 1.0), "adam": (-4.0, 0.0)}  # log10 lr range of the grid, per optimizer (a key of OPTIMS)
-OPTIMIZERS = tuple(GRIDS)
+# log10 lr range of the grid, per optimizer family (SGD-like and Adam-like lrs live three decades apart)
+GRIDS = {"sgd": (-3.0, 1.0), "nesterov": (-3.0, 1.0), "adam": (-4.0, 0.0), "adamw": (-4.0, 0.0)}
+OPTIMIZERS = ("sgd(momentum=0.9)", "adam")  # the default cells: momentum SGD (spelled out: "sgd" is torch's, momentum 0) and Adam
 TLF = "torch-lr-finder"
 MAX_LR_GRID = 200  # constant lrs per cell: each one is a whole training run
 FINDER_SEED_OFFSET = 1000  # the range test's minibatch order is seed + 1000 (not the grid's order)
@@ -58,7 +60,7 @@ class Config:
 
     Example:
         >>> Config().cells()[:2]
-        [('blobs', 'sgd', 0), ('blobs', 'sgd', 1)]
+        [('blobs', 'sgd(momentum=0.9)', 0), ('blobs', 'sgd(momentum=0.9)', 1)]
     """
 
     problems: tuple[str, ...] = tuple(EPOCHS)
@@ -73,11 +75,11 @@ class Config:
     @classmethod
     def quick(cls) -> Config:
         """A smoke run: one problem, one optimizer, one seed, four grid points, a fifth of the budget."""
-        return cls(problems=("blobs",), optimizers=("sgd",), seeds=(0,), grid_points=4, finder_steps=40, epochs_scale=0.2, workers=1)
+        return cls(problems=("blobs",), optimizers=OPTIMIZERS[:1], seeds=(0,), grid_points=4, finder_steps=40, epochs_scale=0.2, workers=1)
 
     def grid(self, optimizer: str) -> list[float]:
         """The constant lrs tried for `optimizer`, log-spaced over its range."""
-        lo, hi = GRIDS[optimizer]
+        lo, hi = GRIDS[optim(optimizer).family]
         return [float(x) for x in np.logspace(lo, hi, self.grid_points)]
 
     def epochs(self, problem: str) -> int:
@@ -103,7 +105,12 @@ class Config:
 
         func = "bench finder"
         _names(func, "problems", self.problems, tuple(PROBLEMS))
-        _names(func, "optimizers", self.optimizers, OPTIMIZERS)
+        _names(func, "optimizers", self.optimizers, tuple(GRIDS), choose=False)
+        for spec in self.optimizers:
+            if optim(spec).family not in GRIDS:
+                validate.fail(func, "optimizers", f"must be of a family with an lr grid ({', '.join(GRIDS)})", spec, LabError)
+        if len({optim(spec) for spec in self.optimizers}) != len(self.optimizers):
+            validate.fail(func, "optimizers", "must name each one once", list(self.optimizers), LabError)
         validate.integer(func, "grid_points", self.grid_points, LabError, minimum=2, maximum=MAX_LR_GRID)
         validate.integer(func, "finder_steps", self.finder_steps, LabError, minimum=10)
         validate.integer(func, "workers", self.workers, LabError, maximum=4 * (os.cpu_count() or 1))  # each loads torch: ~0.5 GB
@@ -117,20 +124,26 @@ class Config:
             validate.fail(func, "compare_tlf", "needs torch-lr-finder installed (pip install torch-lr-finder), or --no-tlf", True, LabError)
 
 
-def _names(func: str, param: str, names: Any, valid: tuple[str, ...]) -> None:
-    """A non-empty list of names from `valid`, none repeated (a repeated cell would count twice in the summary)."""
+def _names(func: str, param: str, names: Any, valid: tuple[str, ...], *, choose: bool = True) -> None:
+    """A non-empty list of names (from `valid`, if `choose`), none repeated (a repeated cell would count twice in the summary)."""
     items = validate.sequence(func, param, names, LabError)
     if not items:
         validate.fail(func, param, f"must name at least one of {', '.join(map(repr, valid))}", items, LabError)
-    for name in items:
+    for name in items if choose else ():
         validate.choice(func, param, name, LabError, valid)
     if len(set(items)) != len(items):
         validate.fail(func, param, "must name each one once", list(items), LabError)
 
 
 # -- training ------------------------------------------------------------------------------------------
-# The benchmark's two optimizers: its "sgd" cells have always been momentum SGD (spelled out, as lrkit.Optim reads "sgd" as torch's)
-OPTIMS = {"sgd": Optim("sgd", momentum=0.9), "adam": Optim("adam")}
+def optim(spec: str) -> Optim:
+    """A cell's optimizer: its `lrkit.Optim` spec read (a bad one is a LabError naming `bench finder`).
+
+    Example:
+        >>> optim("sgd(momentum=0.9)").momentum
+        0.9
+    """
+    return Optim.of(spec, "bench finder", "optimizers")
 
 
 def batches(problem: Problem, seed: int, epochs: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -146,7 +159,7 @@ def train(problem: Problem, optimizer: str, lr: float, seed: int, epochs: int) -
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = OPTIMS[optimizer].to_torch(model.parameters(), lr)
+    opt = optim(optimizer).to_torch(model.parameters(), lr)
     for x, y in batches(problem, seed, epochs):
         loss = problem.loss(model(x), y)
         if not torch.isfinite(loss):
@@ -168,7 +181,7 @@ def lrkit_suggestions(problem: Problem, optimizer: str, seed: int, steps: int) -
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = OPTIMS[optimizer].to_torch(model.parameters(), 1e-3)
+    opt = optim(optimizer).to_torch(model.parameters(), 1e-3)
     result = find_lr(model, opt, problem.loss, batches(problem, seed + FINDER_SEED_OFFSET, 1), steps=steps)
     return dict(result.suggestions), {"lrs": result.lrs, "losses": result.to_dict()["losses"], "stop": result.stop_reason}
 
@@ -183,7 +196,7 @@ def tlf_suggestion(problem: Problem, optimizer: str, seed: int, steps: int) -> f
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = OPTIMS[optimizer].to_torch(model.parameters(), 1e-7)
+    opt = optim(optimizer).to_torch(model.parameters(), 1e-7)
     loader = DataLoader(TensorDataset(problem.x_train, problem.y_train), batch_size=problem.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed + FINDER_SEED_OFFSET))  # fmt: skip
     finder = LRFinder(model, opt, problem.loss)

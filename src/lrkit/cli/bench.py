@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from lrkit.cli._options import OUT_DIR
+from lrkit.optim import split_specs
 
 
 @click.group()
@@ -22,9 +23,11 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 @bench.command()
-@click.option("--quick", is_flag=True, help="A smoke run: blobs, SGD, one seed, a 4-point grid, a fifth of the budget.")
+@click.option("--quick", is_flag=True, help="A smoke run: blobs, momentum SGD, one seed, a 4-point grid, a fifth of the budget.")
 @click.option("--problems", default=None, help="Comma-separated built-in problems (default: all).")
-@click.option("--optimizers", default=None, help="Comma-separated: sgd, adam (default: both).")
+@click.option(
+    "--optimizers", default=None, help="Comma-separated lrkit.Optim specs of the SGD or Adam families (default: 'sgd(momentum=0.9),adam')."
+)
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: 0,1,2).")
 @click.option("--grid-points", type=int, default=None, help="Constant lrs in the grid, 2 to 200 (default: 12).")
 @click.option("--workers", type=int, default=None, help="Processes, one thread each, at most 4 per CPU core (default: 2).")
@@ -42,7 +45,8 @@ def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str
     from lrkit.bench.finder import Config, run
 
     config = Config.quick() if quick else Config()
-    given: dict[str, Any] = {"problems": _names(problems), "optimizers": _names(optimizers), "grid_points": grid_points, "workers": workers}
+    specs = None if optimizers is None else tuple(split_specs(optimizers))  # specs keep their own commas
+    given: dict[str, Any] = {"problems": _names(problems), "optimizers": specs, "grid_points": grid_points, "workers": workers}
     if seeds is not None:
         try:
             given["seeds"] = tuple(int(s) for s in _names(seeds) or ())
