@@ -52,7 +52,7 @@ def test_schedule_core_works_without_torch_and_matplotlib() -> None:
 
 # -- the import graph, read from the source (AST): pure layers stay pure, no two modules import each other --
 SRC = pathlib.Path(lrkit.__file__).parent
-PURE_PACKAGES = ("schedules", "control", "analysis")
+PURE_PACKAGES = ("schedules", "control", "analysis", "search", "presets")
 HEAVY = ("torch", "matplotlib")
 
 

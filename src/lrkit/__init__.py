@@ -62,8 +62,14 @@ _LAZY = {
     "find_lr": "lrkit.torch.finder",
     "LRFinderResult": "lrkit.finder_result",
     "plot_schedule": "lrkit.plot",
+    "param_groups": "lrkit.torch.param_groups",
+    "search_lr": "lrkit.torch.search",
+    "SearchResult": "lrkit.search.result",
 }
-_SUBPACKAGES = ("analysis", "control", "lab", "landscape", "optim", "plot", "protocols", "torch", "schedules", "validate")
+_SUBPACKAGES = (
+    "analysis", "control", "lab", "landscape", "optim", "plot", "protocols", "torch", "schedules", "validate",
+    "presets", "search", "keras", "optax", "lightning", "hf",
+)  # fmt: skip
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY, _SUBPACKAGES)
@@ -88,6 +94,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "Scheduler",
+    "SearchResult",
     "clip",
     "constant",
     "cosine",
@@ -101,11 +108,13 @@ __all__ = [
     "linear",
     "multistep",
     "one_cycle",
+    "param_groups",
     "parse",
     "per_epoch",
     "piecewise",
     "plot_schedule",
     "polynomial",
+    "search_lr",
     "sgdr",
     "step_decay",
     "warmup",

@@ -89,6 +89,16 @@ class DivergenceError(LrkitError, RuntimeError):
     """
 
 
+class LrkitWarning(UserWarning):
+    """What lrkit warns about (a search falling back to plain runs, ...): filter it with `warnings.simplefilter`.
+
+    Example:
+        >>> import warnings
+        >>> issubclass(LrkitWarning, UserWarning)
+        True
+    """
+
+
 class LrkitTypeError(LrkitValueError, TypeError):
     """A value of the wrong *type* (a string where an optimizer or a number is expected).
 

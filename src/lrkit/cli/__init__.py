@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "lrkit.cli.bench:bench",
     "study": "lrkit.cli.study:study",
     "landscape": "lrkit.cli.landscape:landscape",
+    "search": "lrkit.cli.search:search",
 }
 
 

@@ -57,6 +57,7 @@ class BatchedOptimizer:
         self.optims = list(optims)
         self.steps = 0
         free = list(momentum_free) if momentum_free is not None else [False] * len(optims)
+        self.momentum_free = free
         device = self.params[0].device
         self.groups: list[_Group] = []
         for family in FAMILIES:
@@ -65,6 +66,39 @@ class BatchedOptimizer:
                 index = None if len(members) == len(optims) else torch.tensor(members, device=device)
                 plain = family == "sgd" and all(free[i] for i in members)
                 self.groups.append(_Group(family, index, [optims[i] for i in members], self.params, plain=plain))
+
+    def select(self, rows: Sequence[int], params: Sequence[torch.Tensor]) -> BatchedOptimizer:
+        """The optimizer of the members at `rows` only (in that order), its state carried over, for their new `params`.
+
+        The new parameters may live on another device: the state follows them.
+
+        Example:
+            >>> import torch
+            >>> p = torch.zeros(2, 1)
+            >>> opt = BatchedOptimizer([p], [Optim("adam")] * 2)
+            >>> opt.step([torch.tensor([[1.0], [2.0]])], lr=torch.tensor([0.1, 0.1]), momentum=torch.full((2,), 0.9, dtype=torch.float64))
+            >>> kept = opt.select([1], [p[1:].clone()])
+            >>> kept.steps, kept.groups[0].state[0]["exp_avg"].flatten().tolist() == [opt.groups[0].state[0]["exp_avg"][1].item()]
+            (1, True)
+        """
+        import torch
+
+        rows = list(rows)
+        new = BatchedOptimizer(params, [self.optims[i] for i in rows], momentum_free=[self.momentum_free[i] for i in rows])
+        new.steps = self.steps
+        where = {}  # a member's place in the old groups: (group, position within it)
+        for group in self.groups:
+            members = range(len(self.optims)) if group.index is None else group.index.tolist()
+            where.update({m: (group, k) for k, m in enumerate(members)})
+        for group in new.groups:
+            members = range(len(new.optims)) if group.index is None else group.index.tolist()
+            old = [where[rows[m]] for m in members]
+            source = old[0][0]
+            index = torch.tensor([k for _, k in old], dtype=torch.long, device=source.fixed["eps"].device)
+            for new_state, old_state in zip(group.state, source.state):
+                for key in new_state:
+                    new_state[key] = old_state[key].index_select(0, index).to(new_state[key].device)
+        return new
 
     def step(self, grads: Sequence[torch.Tensor], lr: torch.Tensor, momentum: torch.Tensor) -> None:
         """One update of every member with this step's per-member lr and momentum.
@@ -110,7 +144,7 @@ class _Group:
                 "BatchedOptimizer", "optims", "must agree on `centered` among rmsprop members", [o.centered for o in optims], LabError
             )
         n = len(optims)
-        keys = () if plain else _STATE[family]
+        keys = () if plain else STATE[family]
         self.state = [{k: torch.zeros((n, *p.shape[1:]), dtype=p.dtype, device=device) for k in keys} for p in params]
         self._views: dict[tuple[Any, int], Hyper] = {}
 
@@ -143,7 +177,7 @@ class _Group:
                 p_all.index_copy_(0, self.index, p)
 
 
-_STATE = {
+STATE = {
     "sgd": ("buf",),
     "nesterov": ("buf",),
     "adagrad": ("sum",),

@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit import validate
@@ -223,6 +224,44 @@ class StackedModel:
                 g = _ACTIVATION_GRADS[type(layer).__name__](g, acts[i + 1])
         return losses, acts[-1].mT, [grads[n] for n in self.names]
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The members in eval mode (dropout off, BatchNorm on its running statistics) inside the block.
+
+        Example:
+            >>> from lrkit.lab.problems import get_problem
+            >>> m = StackedModel(get_problem("blobs"), [0])
+            >>> with m.evaluating():
+            ...     inside = m.base.training
+            >>> inside, m.base.training
+            (False, True)
+        """
+        self.base.eval()
+        try:
+            yield
+        finally:
+            self.base.train()
+
+    def select(self, rows: Sequence[int], device: torch.device | str | None = None) -> None:
+        """Keep only the members at `rows` (in that order), moved to `device` if given: weights and buffers become new leaves.
+
+        Example:
+            >>> from lrkit.lab.problems import get_problem
+            >>> m = StackedModel(get_problem("blobs"), [0, 1, 2])
+            >>> second = m.params[0][1].clone()
+            >>> m.select([1])
+            >>> m.size, bool((m.params[0][0] == second).all()), m.params[0].is_leaf
+            (1, True, True)
+        """
+        import torch
+
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.params[0].device)
+        target = self.params[0].device if device is None else torch.device(device)
+        self.params = [p.detach().index_select(0, index).to(target).requires_grad_(p.requires_grad) for p in self.params]
+        self.buffers = {k: b.index_select(0, index).to(target) for k, b in self.buffers.items()}
+        self.size = len(index)
+        self._scratch_buffers.clear()
+
     def _vmapped(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         from torch.func import functional_call, vmap
 
@@ -251,7 +290,7 @@ class StackedModel:
         # blocks of members x samples: a plain MLP takes few members with many samples each (few, larger matrix products)
         group = max(1, _BLOCK_FLOATS // (len(x) * self.width)) if self.fast else self.size
         chunk = max(16, _EVAL_ROWS // min(group, self.size))
-        with torch.no_grad():
+        with torch.no_grad(), self.evaluating():
             for first in range(0, self.size, group):
                 members = slice(first, first + group)
                 for start in range(0, len(x), chunk):
