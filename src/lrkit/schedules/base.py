@@ -74,6 +74,9 @@ class Schedule:
 
     name: ClassVar[str] = "schedule"
     positional: ClassVar[int] = 0  # leading fields written without `name=` in repr
+    # fields added after a schedule shipped: `to_dict` leaves them out at their default, so the dicts
+    # already saved (lab stores, specs in files) stay equal to the ones written now
+    quiet: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         self._validate()
@@ -154,7 +157,9 @@ class Schedule:
             >>> lrkit.constant(0.1).to_dict()
             {'type': 'constant', 'value': 0.1}
         """
-        return {"type": self.name, **{k: _encode(v) for k, v in self.params().items()}}
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in self.quiet}
+        kept = {k: v for k, v in self.params().items() if k not in defaults or v != defaults[k]}
+        return {"type": self.name, **{k: _encode(v) for k, v in kept.items()}}
 
     def __repr__(self) -> str:
         fields = dataclasses.fields(self)

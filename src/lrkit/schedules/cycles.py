@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +12,7 @@ import numpy.typing as npt
 from lrkit import validate
 from lrkit.errors import ScheduleError
 from lrkit.schedules.base import MAX_STEP, Schedule, Steps, register
-from lrkit.schedules.shapes import anneal_cos, anneal_poly, cos_height
+from lrkit.schedules.shapes import anneal_poly, cos_height
 
 Array = npt.NDArray[np.float64]
 _SGDR_TABLE = 4096  # SGDR: up to this many cycles, steps find theirs in a table
@@ -24,7 +25,10 @@ class SGDR(Schedule):
 
     Cycle `i` lasts `first_cycle * cycle_mult**i` steps and anneals from
     `start * peak_decay**i` to `end` (torch's CosineAnnealingWarmRestarts when
-    `peak_decay=1` and `cycle_mult` is an integer).
+    `peak_decay=1` and `cycle_mult` is an integer). With `decay_height=True` the
+    decay shrinks the height above `end` instead: cycle `i` starts at
+    `end + (start - end) * peak_decay**i` (Keras' CosineDecayRestarts: a fixed floor
+    `alpha * initial` under a peak that shrinks by `m_mul` each restart).
 
     Example:
         >>> import lrkit
@@ -37,6 +41,8 @@ class SGDR(Schedule):
     cycle_mult: float = 1.0
     end: float = 0.0
     peak_decay: float = 1.0
+    decay_height: bool = False
+    quiet: ClassVar[tuple[str, ...]] = ("decay_height",)
 
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
@@ -46,9 +52,10 @@ class SGDR(Schedule):
             validate.fail(self.name, "cycle_mult", "must be >= 1", self.cycle_mult, ScheduleError)
         self._check("end", validate.non_negative)
         self._check("peak_decay", validate.positive)
+        self._check("decay_height", validate.flag)
 
     def _cycles(self, t: Steps) -> tuple[Array, Array | float, Array | float]:
-        """Each step's position in its cycle, the cycle's length and its peak.
+        """Each step's position in its cycle, the cycle's length and its decay (`peak_decay**i`).
 
         With a whole `cycle_mult` the cycles have whole lengths, so the position is an integer remainder,
         exact at any step (a float step would lose the phase past 2**53); otherwise the boundaries are
@@ -56,8 +63,8 @@ class SGDR(Schedule):
         """
         if self.cycle_mult == 1.0:
             i, position = np.divmod(t, self.first_cycle)
-            peak = self.start * np.power(self.peak_decay, i) if self.peak_decay != 1.0 else self.start
-            return position.astype(np.float64), float(self.first_cycle), peak
+            decay = np.power(self.peak_decay, i) if self.peak_decay != 1.0 else 1.0
+            return position.astype(np.float64), float(self.first_cycle), decay
         if float(self.cycle_mult).is_integer():
             return self._whole_cycles(t)
         return self._real_cycles(t.astype(np.float64))
@@ -70,7 +77,7 @@ class SGDR(Schedule):
             starts.append(starts[-1] + self.first_cycle * m ** (len(starts) - 1))
         begins = np.array(starts[:-1], dtype=np.int64)
         spans = np.diff(np.array(starts, dtype=np.float64))
-        peaks = self.start * np.power(self.peak_decay, np.arange(begins.size, dtype=np.float64))
+        peaks = np.power(self.peak_decay, np.arange(begins.size, dtype=np.float64))
         i = np.searchsorted(begins, t, side="right") - 1
         return (t - begins[i]).astype(np.float64), spans[i], peaks[i]
 
@@ -97,18 +104,19 @@ class SGDR(Schedule):
         return cycle
 
     def _cycle(self, i: Array) -> tuple[Array, Array, Array]:
-        """Start, length and peak of cycles `i` (cycle_mult > 1; overflowing cycles start at inf)."""
+        """Start, length and decay of cycles `i` (cycle_mult > 1; overflowing cycles start at inf)."""
         first, m = float(self.first_cycle), self.cycle_mult
         with np.errstate(over="ignore"):
             power = m**i
-        return first * (power - 1.0) / (m - 1.0), first * power, self.start * np.power(self.peak_decay, i)
+        return first * (power - 1.0) / (m - 1.0), first * power, np.power(self.peak_decay, i)
 
     def _values(self, t: Steps) -> Array:
-        x, span, peak = self._cycles(t)
+        x, span, decay = self._cycles(t)
         # the angle pi * (t - begin) / span in torch's order, in place: a million steps make no temporaries
         x *= np.pi
         x /= span
-        x = cos_height(x, (peak - self.end) / 2.0)
+        drop = (self.start - self.end) * decay if self.decay_height else self.start * decay - self.end
+        x = cos_height(x, drop / 2.0)
         x += self.end
         return x
 
@@ -122,7 +130,9 @@ class Cyclic(Schedule):
     """Smith's cyclical learning rate: a triangle between `low` and `high`.
 
     `triangular2` halves the amplitude each cycle; `exp_range` scales it by
-    `gamma**t`. Equal to torch's CyclicLR with `step_size_up = half_cycle`.
+    `gamma**t`. Equal to torch's CyclicLR with `step_size_up = half_cycle` and
+    `step_size_down = half_cycle_down` (None: the same as `half_cycle`). `inverted`
+    starts each cycle at `high` and falls to `low` (torch's cycled momentum).
 
     Example:
         >>> import lrkit
@@ -135,6 +145,9 @@ class Cyclic(Schedule):
     half_cycle: int
     mode: str = "triangular"
     gamma: float = 1.0
+    half_cycle_down: int | None = None
+    inverted: bool = False
+    quiet: ClassVar[tuple[str, ...]] = ("half_cycle_down", "inverted")
 
     def _validate(self) -> None:
         self._check("low", validate.non_negative)
@@ -144,20 +157,28 @@ class Cyclic(Schedule):
         self._duration("half_cycle", maximum=MAX_STEP // 2)  # a whole cycle, 2 * half_cycle, is a step too
         self._check("mode", validate.choice, CYCLIC_MODES)
         self._check("gamma", validate.in_range, 0.0, 1.0, open_low=True)
+        if self.half_cycle_down is not None:
+            self._duration("half_cycle_down", maximum=MAX_STEP // 2)
+        self._check("inverted", validate.flag)
 
     def _values(self, t: Steps) -> Array:
-        period = 2 * self.half_cycle
+        up = self.half_cycle
+        down = up if self.half_cycle_down is None else self.half_cycle_down
+        period = up + down
         # the cycle and the place in it as integers, exact at any step (a float step loses the phase past 2**53)
         done, place = np.divmod(t, period)
-        # torch's x / 0.5 up the triangle and (x - 1) / (0.5 - 1) down it, with x = place / period: both are scalings by 2
-        height = (self.high - self.low) * (np.minimum(place, period - place) / self.half_cycle)
+        if up == down:
+            # torch's x / 0.5 up the triangle and (x - 1) / (0.5 - 1) down it, with x = place / period: both are scalings by 2
+            height = (self.high - self.low) * (np.minimum(place, period - place) / self.half_cycle)
+        else:
+            height = (self.high - self.low) * np.where(place <= up, place / up, (period - place) / down)
         if self.mode == "triangular2":
             # halving per cycle from a table of 2**-k: exactly height / 2**(cycle - 1); past 1100 halvings every double is 0
             halvings = np.minimum(done, 1100).astype(np.intp)
             height = height * np.ldexp(1.0, -np.arange(int(halvings.max(initial=0)) + 1))[halvings]
         elif self.mode == "exp_range":
             height = height * np.power(self.gamma, t)
-        lrs: Array = self.low + height
+        lrs: Array = self.high - height if self.inverted else self.low + height
         return lrs
 
 
@@ -236,7 +257,9 @@ WSD_DECAYS = ("linear", "cosine", "1-sqrt")
 class WSD(Schedule):
     """Warmup-stable-decay: linear warmup to `peak`, hold, then decay to `end` over the last `decay_steps`.
 
-    `decay` is `linear`, `cosine` or `1-sqrt` (Hägele et al., 2024).
+    `decay` is `linear`, `cosine` or `1-sqrt` (Hägele et al., 2024). HF's get_wsd_schedule
+    options: `warmup` shapes the warmup the same three ways, from `start` (HF's
+    `min_lr_ratio * lr`), and `cycles` is the number of cosine waves over the decay (0.5: a half cosine).
 
     Example:
         >>> import lrkit
@@ -250,6 +273,10 @@ class WSD(Schedule):
     decay_steps: int
     decay: str = "linear"
     end: float = 0.0
+    warmup: str = "linear"
+    start: float = 0.0
+    cycles: float = 0.5
+    quiet: ClassVar[tuple[str, ...]] = ("warmup", "start", "cycles")
 
     def _validate(self) -> None:
         self._check("peak", validate.non_negative)
@@ -261,17 +288,31 @@ class WSD(Schedule):
             validate.fail(self.name, "decay_steps", requirement, self.decay_steps, ScheduleError)
         self._check("decay", validate.choice, WSD_DECAYS)
         self._check("end", validate.non_negative)
+        self._check("warmup", validate.choice, WSD_DECAYS)
+        self._check("start", validate.non_negative)
+        self._check("cycles", validate.positive)
+
+    def _ramp(self, t: Steps) -> Array:
+        """The warmup's values: from `start` to `peak`, shaped as HF's get_wsd_schedule shapes it."""
+        p = t / max(self.warmup_steps, 1)
+        if self.warmup == "linear":
+            return self.peak * t / max(self.warmup_steps, 1) if self.start == 0.0 else self.start + (self.peak - self.start) * p
+        # HF's 0.5 * (1 - cos(pi p)) and 1 - sqrt(1 - p), in its order: they round as HF's do near p = 0
+        shape = 0.5 * (1.0 - np.cos(np.pi * p)) if self.warmup == "cosine" else 1.0 - np.sqrt(np.maximum(1.0 - p, 0.0))
+        return self.start + (self.peak - self.start) * shape
 
     def _values(self, t: Steps) -> Array:
         w, d = self.warmup_steps, self.decay_steps
         begin = self.total_steps - d  # integers: the phases' edges are compared exactly at any step
-        ramp = self.peak * t / max(w, 1)
+        ramp = self._ramp(t)
         # with no decay phase, `end` still applies from total_steps on, as it does after a decay
         p = np.clip((t - begin) / d, 0.0, 1.0) if d > 0 else (t >= begin).astype(np.float64)
         if self.decay == "linear":
             tail = anneal_poly(self.peak, self.end, p)
         elif self.decay == "cosine":
-            tail = anneal_cos(self.peak, self.end, p)
+            # HF's angle (pi * cycles * 2) * p: exactly pi * p for the half cosine of cycles = 0.5
+            tail = cos_height(p * (np.pi * self.cycles * 2.0), (self.peak - self.end) / 2.0) + self.end
         else:
             tail = self.end + (self.peak - self.end) * (1.0 - np.sqrt(p))
-        return np.where(t < w, ramp, np.where(t < begin, self.peak, tail))
+        # from total_steps on `end` holds, also after a decay of whole cosine waves (cycles=1 ends back at peak)
+        return np.where(t < w, ramp, np.where(t < begin, self.peak, np.where(t < self.total_steps, tail, self.end)))

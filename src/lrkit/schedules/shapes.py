@@ -8,7 +8,7 @@ factory *is* the class, so there is one signature and one docstring to keep.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -108,6 +108,9 @@ class Linear(Schedule):
 class Polynomial(Schedule):
     """`(start - end) * (1 - t/steps)**power + end`, then `end`.
 
+    With `cycle=True` (Keras' PolynomialDecay(cycle=True)) the decay restarts instead of holding:
+    step t decays over the first multiple of `steps` that is >= t, so the value jumps up after each multiple.
+
     Example:
         >>> import lrkit
         >>> lrkit.polynomial(start=1.0, end=0.0, steps=2, power=2.0).values([0, 1, 2, 3]).tolist()
@@ -118,15 +121,22 @@ class Polynomial(Schedule):
     end: float
     steps: int
     power: float = 1.0
+    cycle: bool = False
+    quiet: ClassVar[tuple[str, ...]] = ("cycle",)
 
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._check("end", validate.non_negative)
         self._duration("steps")
         self._check("power", validate.positive)
+        self._check("cycle", validate.flag)
 
     def _values(self, t: Steps) -> Array:
-        return anneal_poly(self.start, self.end, t / self.steps, self.power)
+        if not self.cycle:
+            return anneal_poly(self.start, self.end, t / self.steps, self.power)
+        # Keras' cycle: the horizon is the first multiple of `steps` at or past t (steps at t = 0), in integers
+        horizon = self.steps * np.maximum(1, -(-t // self.steps))
+        return anneal_poly(self.start, self.end, t / horizon, self.power)
 
 
 def _exponent(t: Steps, every: int, staircase: bool) -> Array:
@@ -326,6 +336,11 @@ REGISTRY["piecewise"] = piecewise
 class Cosine(Schedule):
     """Half cosine from `start` to `end` over `steps`, then `end` (torch's CosineAnnealingLR within its period).
 
+    `power` raises the cosine's height above `end` to a power (optax's `exponent`):
+    `end + (start - end) * (0.5 * (1 + cos(pi * t / steps)))**power`. `cycles` (None: hold `end`)
+    instead runs `cycles` whole cosine waves over `steps` and goes on past them, rising again
+    (the peers' convention: torch's CosineAnnealingLR is `cycles=0.5`, HF's `num_cycles`).
+
     Example:
         >>> import lrkit
         >>> lrkit.cosine(start=1.0, steps=2).values([0, 1, 2, 3]).round(6).tolist()
@@ -335,11 +350,27 @@ class Cosine(Schedule):
     start: float
     steps: int
     end: float = 0.0
+    cycles: float | None = None
+    power: float = 1.0
+    quiet: ClassVar[tuple[str, ...]] = ("cycles", "power")
 
     def _validate(self) -> None:
         self._check("start", validate.non_negative)
         self._duration("steps")
         self._check("end", validate.non_negative)
+        if self.cycles is not None:
+            self._check("cycles", validate.positive)
+        self._check("power", validate.positive)
 
     def _values(self, t: Steps) -> Array:
-        return anneal_cos(self.start, self.end, t / self.steps)
+        if self.cycles is None and self.power == 1.0:
+            return anneal_cos(self.start, self.end, t / self.steps)
+        p = t / self.steps
+        # a held half cosine, or the peers' endless wave; the angle in HF's order ((pi * cycles * 2) * p)
+        angle = np.clip(p, 0.0, 1.0) * np.pi if self.cycles is None else p * (np.pi * self.cycles * 2.0)
+        height = cos_height(angle, 0.5)  # in [0, 1]: optax's 0.5 * (1 + cos), raised to `power` as optax's exponent
+        if self.power != 1.0:
+            height **= self.power
+        height *= self.start - self.end
+        height += self.end
+        return height
