@@ -111,6 +111,21 @@ class Scheduler(LRScheduler):
     def _on_optimizer_step(self, *_: Any) -> None:
         self._stepped = True
 
+    def discard_step(self) -> None:
+        """Forget the optimizer step taken since the last `step()`: the next `step()` then holds the schedule where it is.
+
+        For a trainer that calls `optimizer.step()` on a batch a guard dropped (no gradients, nothing changed).
+
+        Example:
+            >>> import torch, lrkit
+            >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+            >>> sched = lrkit.Scheduler(opt, lr=lrkit.linear(start=1.0, end=0.0, steps=10))
+            >>> opt.step(); sched.discard_step(); sched.step()
+            >>> sched.last_epoch, opt.param_groups[0]["lr"]
+            (0, 1.0)
+        """
+        self._stepped = False
+
     # -- the closed form -------------------------------------------------------
     def schedule_value(self, step: int) -> float:
         """The schedule's value at `step`, read from a table computed ahead in blocks."""
