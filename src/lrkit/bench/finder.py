@@ -27,7 +27,7 @@ import io
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -104,8 +104,8 @@ class Config:
         from lrkit.lab.problems import PROBLEMS
 
         func = "bench finder"
-        _names(func, "problems", self.problems, tuple(PROBLEMS))
-        _names(func, "optimizers", self.optimizers, tuple(GRIDS), choose=False)
+        check_names(func, "problems", self.problems, tuple(PROBLEMS))
+        check_names(func, "optimizers", self.optimizers, tuple(GRIDS), choose=False)
         for spec in self.optimizers:
             if optim(spec).family not in GRIDS:
                 validate.fail(func, "optimizers", f"must be of a family with an lr grid ({', '.join(GRIDS)})", spec, LabError)
@@ -124,7 +124,7 @@ class Config:
             validate.fail(func, "compare_tlf", "needs torch-lr-finder installed (pip install torch-lr-finder), or --no-tlf", True, LabError)
 
 
-def _names(func: str, param: str, names: Any, valid: tuple[str, ...], *, choose: bool = True) -> None:
+def check_names(func: str, param: str, names: Any, valid: tuple[str, ...], *, choose: bool = True) -> None:
     """A non-empty list of names (from `valid`, if `choose`), none repeated (a repeated cell would count twice in the summary)."""
     items = validate.sequence(func, param, names, LabError)
     if not items:
@@ -213,14 +213,33 @@ def tlf_suggestion(problem: Problem, optimizer: str, seed: int, steps: int) -> f
 # -- one cell ------------------------------------------------------------------------------------------
 def run_cell(cell: tuple[str, str, int], config: Config) -> dict[str, Any]:
     """Grid, finders and suggested lrs for one (problem, optimizer, seed); a JSON-ready record."""
+    with single_thread():
+        return _run_cell(cell, config)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """One torch thread and denormals flushed inside; the caller's settings back afterwards (they are process-wide).
+
+    A benchmark cell's runs and the baseline they are timed against share the same single thread; tiny weights at
+    tiny lrs would otherwise run at denormal (10-100x slower) speed.
+
+    Example:
+        >>> import torch
+        >>> before = torch.get_num_threads()
+        >>> with single_thread():
+        ...     inside = torch.get_num_threads()
+        >>> inside, torch.get_num_threads() == before
+        (1, True)
+    """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.set_flush_denormal(True)  # tiny weights at tiny lrs would otherwise run at denormal (10-100x slower) speed
+    torch.set_flush_denormal(True)
     try:
-        return _run_cell(cell, config)
-    finally:  # process-wide settings: a cell run in the caller's process must not leak them
+        yield
+    finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
 
@@ -264,22 +283,38 @@ def run(config: Config, progress: Callable[[dict[str, Any]], None] | None = None
     Returns `{"config": ..., "cells": [...], "summary": ...}` (JSON-ready); `progress` is called per finished cell.
     """
     config.check()
-    cells = config.cells()
-    records: list[dict[str, Any]] = []
-    if config.workers == 1:
-        for cell in cells:
-            records.append(run_cell(cell, config))
-            if progress:
-                progress(records[-1])
+    records = map_cells(run_cell, config.cells(), config, config.workers, progress)
+    return {"config": dataclasses.asdict(config), "cells": records, "summary": summarize(records)}
+
+
+def map_cells(
+    func: Callable[[Any, Any], dict[str, Any]], cells: Sequence[Any], config: Any, workers: int,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """`func(cell, config)` for every cell, in `workers` spawned processes (in this one for 1), in order; `progress` per record.
+
+    Example:
+        >>> map_cells(lambda cell, config: {"cell": cell * config}, [1, 2], 10, 1)
+        [{'cell': 10}, {'cell': 20}]
+    """
+    if workers == 1:
+        done: Iterable[dict[str, Any]] = (func(cell, config) for cell in cells)
     else:
         import multiprocessing
 
-        with ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for record in pool.map(run_cell, cells, [config] * len(cells)):
-                records.append(record)
-                if progress:
-                    progress(record)
-    return {"config": dataclasses.asdict(config), "cells": records, "summary": summarize(records)}
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        done = _closing(pool, pool.map(func, cells, [config] * len(cells)))
+    records = []
+    for record in done:
+        records.append(record)
+        if progress is not None:
+            progress(record)
+    return records
+
+
+def _closing(pool: ProcessPoolExecutor, results: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    with pool:
+        yield from results
 
 
 # -- the summary -------------------------------------------------------------------------------------
@@ -311,13 +346,13 @@ def summarize(records: Sequence[dict[str, Any]], within: float = 0.1) -> dict[st
         for rule, r in regrets(rec).items():
             per_rule.setdefault(rule, []).append(r)
             per_case.setdefault(case, {}).setdefault(rule, []).append(r)
-    rules = {rule: _stats(values, within) for rule, values in per_rule.items()}
-    cases = {case: {rule: _stats(v, within) for rule, v in by_rule.items()} for case, by_rule in per_case.items()}
+    rules = {rule: regret_stats(values, within) for rule, values in per_rule.items()}
+    cases = {case: {rule: regret_stats(v, within) for rule, v in by_rule.items()} for case, by_rule in per_case.items()}
     steps = sum(r["finder_steps"] for r in records) / max(1, sum(r["grid_steps"] for r in records))
     seconds = sum(r["finder_time"] for r in records) / max(1e-9, sum(r["grid_time"] for r in records))
     return {"rules": rules, "cases": cases, "cells": len(records), "cost_steps": round(steps, 4), "cost_time": round(seconds, 4)}
 
 
-def _stats(values: Sequence[float], within: float) -> dict[str, float]:
+def regret_stats(values: Sequence[float], within: float) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
     return {"median": float(np.median(arr)), "worst": float(arr.max()), "within": float(np.mean(arr <= within))}

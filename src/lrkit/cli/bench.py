@@ -1,9 +1,11 @@
-"""`lrkit bench`: lrkit's benchmarks; `lrkit bench finder` scores the range test's suggestions against a grid search."""
+"""`lrkit bench`: lrkit's benchmarks; `lrkit bench finder` scores the range test's suggestions against a grid search,
+`lrkit bench search` scores `search_lr`'s recommendations (and the peers' range tests) on held-out seeds."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +24,8 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-@bench.command()
-@click.option("--quick", is_flag=True, help="A smoke run: blobs, momentum SGD, one seed, a 4-point grid, a fifth of the budget.")
-@click.option("--problems", default=None, help="Comma-separated built-in problems (default: all).")
-@click.option(
-    "--optimizers", default=None, help="Comma-separated lrkit.Optim specs of the SGD or Adam families (default: 'sgd(momentum=0.9),adam')."
-)
-@click.option("--seeds", default=None, help="Comma-separated seeds (default: 0,1,2).")
-@click.option("--grid-points", type=int, default=None, help="Constant lrs in the grid, 2 to 200 (default: 12).")
-@click.option("--workers", type=int, default=None, help="Processes, one thread each, at most 4 per CPU core (default: 2).")
-@click.option("--no-tlf", is_flag=True, help="Skip the torch-lr-finder comparison.")
-@click.option("--out", type=OUT_DIR, default=Path("lrkit-bench"), show_default=True, help="Output folder (checked first).")
-def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str | None, grid_points: int | None,
-           workers: int | None, no_tlf: bool, out: Path) -> None:  # fmt: skip
-    """Score every suggestion rule and torch-lr-finder: regret against the grid-best validation loss.
-
-    Writes OUT/finder_bench.json (every cell), OUT/finder_bench.md (the table) and OUT/finder_bench.png.
-    """
-    from rich.progress import Progress
-
-    from lrkit.bench import finder_report
-    from lrkit.bench.finder import Config, run
-
-    config = Config.quick() if quick else Config()
+def _given(problems: str | None, optimizers: str | None, seeds: str | None, grid_points: int | None, workers: int | None) -> dict[str, Any]:
+    """The options both benchmarks share, read into their Config's fields (None: not given)."""
     specs = None if optimizers is None else tuple(split_specs(optimizers))  # specs keep their own commas
     given: dict[str, Any] = {"problems": _names(problems), "optimizers": specs, "grid_points": grid_points, "workers": workers}
     if seeds is not None:
@@ -52,14 +33,83 @@ def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str
             given["seeds"] = tuple(int(s) for s in _names(seeds) or ())
         except ValueError:
             raise click.BadParameter("must be comma-separated integers", param_hint="--seeds") from None
-    config = dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None}, compare_tlf=not no_tlf)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _shared(seeds: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options both benchmarks take (`seeds` is the help text of --seeds)."""
+    options = [
+        click.option("--problems", default=None, help="Comma-separated built-in problems (default: all)."),
+        click.option("--optimizers", default=None,
+                     help="Comma-separated lrkit.Optim specs of the SGD or Adam families (default: 'sgd(momentum=0.9),adam')."),
+        click.option("--seeds", default=None, help=seeds),
+        click.option("--grid-points", type=int, default=None, help="Constant lrs in the grid, 2 to 200 (default: 12)."),
+        click.option("--workers", type=int, default=None, help="Processes, one thread each, at most 4 per CPU core (default: 2)."),
+        click.option("--no-tlf", is_flag=True, help="Skip the torch-lr-finder comparison."),
+        click.option("--out", type=OUT_DIR, default=Path("lrkit-bench"), show_default=True, help="Output folder (checked first)."),
+    ]  # fmt: skip
+
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def _run(name: str, run: Callable[..., dict[str, Any]], config: Any) -> dict[str, Any]:
+    """Run a checked benchmark config under a progress bar, one tick per finished cell."""
+    from rich.progress import Progress
+
     config.check()
     with Progress(transient=True) as progress:
-        task = progress.add_task("finder benchmark", total=len(config.cells()))
-        report = run(config, progress=lambda rec: progress.advance(task))
+        task = progress.add_task(f"{name} benchmark", total=len(config.cells()))
+        return run(config, progress=lambda rec: progress.advance(task))
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="A smoke run: blobs, momentum SGD, one seed, a 4-point grid, a fifth of the budget.")
+@_shared("Comma-separated seeds (default: 0,1,2).")
+def finder(quick: bool, problems: str | None, optimizers: str | None, seeds: str | None, grid_points: int | None,
+           workers: int | None, no_tlf: bool, out: Path) -> None:  # fmt: skip
+    """Score every suggestion rule and torch-lr-finder: regret against the grid-best validation loss.
+
+    Writes OUT/finder_bench.json (every cell), OUT/finder_bench.md (the table) and OUT/finder_bench.png.
+    """
+    from lrkit.bench import finder_report
+    from lrkit.bench.finder import Config, run
+
+    config = Config.quick() if quick else Config()
+    config = dataclasses.replace(config, **_given(problems, optimizers, seeds, grid_points, workers), compare_tlf=not no_tlf)
+    report = _run("finder", run, config)
     (out / "finder_bench.json").write_text(json.dumps(report, indent=1))
     text = finder_report.table(report)
     (out / "finder_bench.md").write_text(text + "\n")
     finder_report.figure(report).savefig(out / "finder_bench.png", dpi=120)
     click.echo(text)
     click.echo(f"wrote {out / 'finder_bench.json'}, {out / 'finder_bench.md'} and {out / 'finder_bench.png'}")
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="A smoke run: blobs, momentum SGD, one held-out seed, a 4-point grid, a fifth of the budget.")
+@_shared("Comma-separated held-out seeds the choices are judged on, not the search seed 0 (default: 100,101,102).")
+@click.option("--no-lightning", is_flag=True, help="Skip the Lightning Tuner.lr_find comparison.")
+def search(quick: bool, problems: str | None, optimizers: str | None, seeds: str | None, grid_points: int | None,
+           workers: int | None, no_tlf: bool, out: Path, no_lightning: bool) -> None:  # fmt: skip
+    """Score search_lr (full, halving, with schedule shapes), the range test, torch-lr-finder and Lightning on held-out seeds.
+
+    Regret against the grid-best held-out loss, and the searches' wall time against the grid's. Writes
+    OUT/bench_search.json (every cell) and OUT/search_bench.md (the tables and the targets).
+    """
+    from lrkit.bench import search_report
+    from lrkit.bench.search import Config, run
+
+    config = Config.quick() if quick else Config()
+    given = _given(problems, optimizers, seeds, grid_points, workers)
+    config = dataclasses.replace(config, **given, compare_tlf=not no_tlf, compare_lightning=not no_lightning)
+    report = _run("search", run, config)
+    (out / "bench_search.json").write_text(json.dumps(report, indent=1))
+    text = search_report.table(report)
+    (out / "search_bench.md").write_text(text + "\n")
+    click.echo(text)
+    click.echo(f"wrote {out / 'bench_search.json'} and {out / 'search_bench.md'}")
