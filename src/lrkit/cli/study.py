@@ -14,9 +14,22 @@ from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
 from lrkit.optim import split_specs
 
+LR_FREE = "lr-free"  # not a population study: its own command (lrkit.cli.lrfree), reached as `lrkit study lr-free`
 
-@click.command()
-@click.argument("name", type=click.Choice(list(STUDIES)))
+
+class _StudyCommand(click.Command):
+    """`lrkit study NAME ...`; with NAME lr-free the rest of the line goes to the lr-free command (its own options and --help)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        if args and args[0] == LR_FREE:
+            from lrkit.cli.lrfree import lr_free
+
+            return lr_free.make_context(f"{info_name} {LR_FREE}", args[1:], parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command(cls=_StudyCommand)
+@click.argument("name", type=click.Choice([*STUDIES, LR_FREE]))
 @click.option(
     "--problem", default="blobs", show_default=True,
     help=f"A built-in problem ({', '.join(PROBLEMS)}) or pkg.module:function (a def of your own module; see get_problem).",
@@ -41,6 +54,9 @@ def study(
 ) -> None:  # fmt: skip
     """Run study NAME (lr, momentum, decay, patience, optimizer, schedule, batch): every value x seed in one batched population.
 
+    NAME lr-free is another kind of study (the learning-rate-free optimizers in plain runs, on several
+    problems), with its own options: lrkit study lr-free --help.
+
     Writes NAME.sqlite (resumable: re-run the same command after a crash or Ctrl-C), NAME-*.png figures,
     NAME-final.csv, NAME-records.csv and the self-contained NAME-report.html into --out. One run writes a
     store at a time (NAME.sqlite.lock): a second stops at once. A damaged store, or one of another version,
@@ -50,6 +66,8 @@ def study(
     """
     from lrkit.lab.runner import study as run_study
 
+    if name == LR_FREE:  # reached only when options came before the name
+        raise click.UsageError(f"{LR_FREE} takes its own options after its name: lrkit study {LR_FREE} --help")
     values = split_specs(values_text) if values_text is not None else None
     with _progress(name) as advance:
         try:
@@ -65,12 +83,12 @@ def study(
 
 
 class _progress:
-    """A rich progress bar over member-epochs, as a context manager yielding the `progress` callback."""
+    """A rich progress bar over member-epochs (or another `unit`), as a context manager yielding the `progress` callback."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, unit: str = "member-epochs") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn(f"study {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("member-epochs"),
+        self.bar = Progress(TextColumn(f"study {name}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                             TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
         self.task = self.bar.add_task(name, total=None)
 

@@ -28,6 +28,8 @@ _LAZY = {
     "Problem": "lrkit.lab.problems",
     "PROBLEMS": "lrkit.lab.problems",
     "get_problem": "lrkit.lab.problems",
+    "compare_lr_free": "lrkit.lab.lrfree",
+    "LRFreeResult": "lrkit.lab.lrfree_result",
 }
 
 
