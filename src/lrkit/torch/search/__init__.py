@@ -31,7 +31,7 @@ from lrkit.errors import FinderError, LrkitWarning
 from lrkit.optim import Optim
 from lrkit.schedules.base import Schedule
 from lrkit.search.grid import FUNC, Candidate, candidates, default_lrs, halving_rungs
-from lrkit.search.result import BUDGETS, SearchResult, final_values, judge
+from lrkit.search.result import BUDGETS, SearchResult, judge, tail_values
 from lrkit.torch.search.checks import Probe, probe_model
 from lrkit.torch.search.inputs import Data, read_metric, read_optimizer
 from lrkit.torch.search.memory import available_bytes, chunk_size, member_bytes
@@ -201,7 +201,7 @@ def _record(runner: Runner, val: Data, rec: _Records, epoch: int, n_seeds: int) 
 def _survivors(rec: _Records, rung: int, by_metric: bool) -> set[int]:
     """The candidates that go on after `rung`: the best third (at least one) of those still training, by their mean at the rung."""
     values = rec.metric if by_metric and rec.metric is not None else rec.val_loss
-    finals = final_values(values[:, :, :rung], np.minimum(rec.epochs_trained, rung))
+    finals = tail_values(values[:, :, :rung], np.minimum(rec.epochs_trained, rung))
     alive = np.asarray((rec.epochs_trained >= rung).all(axis=1) & ~rec.diverged.any(axis=1))
     keys = np.where(rec.diverged | ~np.isfinite(finals), np.inf, -finals if by_metric else finals).mean(axis=1)
     order = [int(k) for k in np.argsort(keys, kind="stable") if alive[k] and math.isfinite(keys[k])]

@@ -76,7 +76,7 @@ def probe_model(
         shape = tuple(loss.shape) if validate.is_tensor(loss) else type(loss).__name__
         validate.fail(FUNC, "loss_fn", "must return the mean loss as a scalar tensor (e.g. reduction='mean')", shape, FinderError)
     if not math.isfinite(float(loss.detach())):
-        validate.fail(FUNC, "loss_fn", "must be finite for the untrained model on the first batch", float(loss), FinderError)
+        validate.fail(FUNC, "loss_fn", "must be finite for the untrained model on the first batch", float(loss.detach()), FinderError)
     if metric is not None:
         _check_metric(model, metric, val_batch, where)
     task = known_task(loss_fn, out.detach(), y)
