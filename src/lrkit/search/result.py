@@ -301,8 +301,9 @@ class SearchResult(JsonResult):
             validate.fail(func, "data", f"must hold a saved SearchResult ({e})", sorted(data), FinderError)
 
     def plot(self, ax: Axes | None = None) -> Figure:
-        """The judged value (val loss or metric over the last quarter of the epochs) against the peak lr, log x-axis: one line per shape (and weight
-        decay), diverged candidates marked at the top edge, the winner starred and labelled. Returns the Figure.
+        """The judged value (val loss or metric over the last quarter of the epochs) against the peak lr, log x-axis:
+        one line per shape (and weight decay), diverged candidates marked at the top edge, the winner starred and
+        labelled. Returns the Figure.
 
         Example:
             >>> fig = _demo().plot()
