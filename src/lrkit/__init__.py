@@ -65,6 +65,8 @@ _LAZY = {
     "param_groups": "lrkit.torch.param_groups",
     "search_lr": "lrkit.torch.search",
     "SearchResult": "lrkit.search.result",
+    "ImpliedLR": "lrkit.torch.implied",
+    "SelfTuningLR": "lrkit.torch.selftuning",
 }
 _SUBPACKAGES = (
     "analysis", "control", "lab", "landscape", "optim", "plot", "protocols", "torch", "schedules", "validate",
@@ -81,6 +83,7 @@ __all__ = [
     "EarlyStopping",
     "FinderError",
     "Guard",
+    "ImpliedLR",
     "LRFinderResult",
     "LabError",
     "LandscapeError",
@@ -95,6 +98,7 @@ __all__ = [
     "ScheduleError",
     "Scheduler",
     "SearchResult",
+    "SelfTuningLR",
     "clip",
     "constant",
     "cosine",

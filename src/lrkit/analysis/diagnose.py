@@ -19,6 +19,12 @@ carries the steps it covers, the numbers behind it and advice:
   and the loss sits still, its noise small (a window median's standard error
   below 1/10 of the descent). Lowering the lr is no help there.
 - `healthy`: none of the above.
+
+With an `implied_lr` column (`lrkit.Monitor(implied_lr=True)`: Duda's sigma_theta / sigma_g,
+see `lrkit.torch.implied`), a second finding, `implied_lr`, reports when the lr of the last half
+of the run is `implied_ratio` (10x) or more above or below the implied one, with both medians
+as evidence. With gradient noise the implied lr is conservative (about sqrt(lr / (2 lam)) at
+stationarity), so it is a yardstick for gross mismatches, not a target.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import numpy.typing as npt
 from lrkit import validate
 from lrkit.errors import ControlError
 
-KINDS = ("lr_too_high", "lr_too_low", "plateau", "converged", "healthy")
+KINDS = ("lr_too_high", "lr_too_low", "plateau", "converged", "healthy", "implied_lr")
 Array = npt.NDArray[np.float64]
 
 
@@ -78,6 +84,7 @@ class Thresholds:
         ratio_high: without progress, a median ratio above this (the ~1e-3 rule of thumb) means the lr is too high.
         min_progress: improvements smaller than this fraction of the progress so far do not end a stall.
         plateau_fraction: the least fraction of the run a stall must cover to be a plateau.
+        implied_ratio: an lr this factor or more above or below the implied lr is reported (`implied_lr`).
         converged_tail: a final stall is convergence when the second half of the descent before it
             brought less than this fraction of that descent (the descent had slowed, not stopped short).
         converged_noise: ... and the standard error of a window median is below this fraction of the descent.
@@ -98,6 +105,7 @@ class Thresholds:
     plateau_fraction: float = 0.5
     converged_tail: float = 0.25
     converged_noise: float = 0.1
+    implied_ratio: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +147,7 @@ def diagnose(
     *,
     lr: npt.ArrayLike | None = None,
     update_ratio: npt.ArrayLike | None = None,
+    implied_lr: npt.ArrayLike | None = None,
     **thresholds: float,
 ) -> list[Finding]:
     """Findings about the learning rate from a recorded run (one row per record).
@@ -148,6 +157,7 @@ def diagnose(
         loss: the training loss at each record (per step or per epoch; NaN/inf allowed).
         lr: the lr at each record (first param group), used for the advice.
         update_ratio: `||Δw|| / ||w||` per step at each record, if measured.
+        implied_lr: the implied lr at each record (NaN during its warm-up); with `lr`, adds the `implied_lr` finding.
         **thresholds: overrides of `Thresholds` fields.
 
     Example:
@@ -157,21 +167,25 @@ def diagnose(
         ['lr_too_high']
         >>> [f.kind for f in diagnose(t, 1.0 + 0.001 * np.sin(t))]
         ['lr_too_low']
+        >>> print(diagnose(t, 1.0 / (1 + t), lr=np.full(400, 3.0), implied_lr=np.full(400, 0.1))[1].advice)
+        your lr is 30x the implied one (sigma_theta / sigma_g): lower it toward 0.1
     """
     limits = _thresholds(thresholds)
     step_arr = np.asarray(steps, dtype=np.int64)
     loss_arr = np.asarray(loss, dtype=np.float64)
     lr_arr = None if lr is None else np.asarray(lr, dtype=np.float64)
     ratio = None if update_ratio is None else np.asarray(update_ratio, dtype=np.float64)
-    _check_lengths(step_arr, loss_arr, lr_arr, ratio, limits.windows)
+    implied = None if implied_lr is None else np.asarray(implied_lr, dtype=np.float64)
+    _check_lengths(step_arr, loss_arr, lr_arr, ratio, limits.windows, implied)
+    against_implied = [] if lr_arr is None or implied is None else _against_implied(step_arr, lr_arr, implied, limits.implied_ratio)
     diverged = _diverged(step_arr, loss_arr, lr_arr)
     if diverged is not None:
-        return [diverged]
+        return [diverged, *against_implied]
     curve = _curve(step_arr, loss_arr, limits.windows)
     median_ratio = float(np.nanmedian(ratio)) if ratio is not None and np.isfinite(ratio).any() else math.nan
     lr_now = float(np.nanmedian(lr_arr)) if lr_arr is not None and np.isfinite(lr_arr).any() else math.nan
     finding = _too_high(curve, median_ratio, lr_now, limits) or _too_low(curve, median_ratio, lr_now, limits) or _plateau(curve, limits)
-    return [finding or _healthy(curve, median_ratio)]
+    return [finding or _healthy(curve, median_ratio), *against_implied]
 
 
 def _thresholds(given: dict[str, Any]) -> Thresholds:
@@ -188,8 +202,10 @@ def _thresholds(given: dict[str, Any]) -> Thresholds:
     return Thresholds(**checked)
 
 
-def _check_lengths(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None, ratio: Array | None, windows: int) -> None:
-    for name, column in (("loss", loss), ("lr", lr), ("update_ratio", ratio)):
+def _check_lengths(
+    steps: npt.NDArray[np.int64], loss: Array, lr: Array | None, ratio: Array | None, windows: int, implied: Array | None = None
+) -> None:
+    for name, column in (("loss", loss), ("lr", lr), ("update_ratio", ratio), ("implied_lr", implied)):
         if column is not None and column.shape != steps.shape:
             validate.fail("diagnose", name, f"must have one value per step ({steps.shape[0]})", column.shape, ControlError)
     if steps.ndim != 1 or len(steps) < 2 * windows:
@@ -208,6 +224,24 @@ def _diverged(steps: npt.NDArray[np.int64], loss: Array, lr: Array | None) -> Fi
         evidence["lr"] = float(lr[first])
     advice = "the loss became non-finite: lower the lr (3-10x), add warmup or gradient clipping, or train under lrkit.Guard"
     return Finding("lr_too_high", (int(steps[first]), int(steps[-1])), evidence, advice)
+
+
+def _against_implied(steps: npt.NDArray[np.int64], lr: Array, implied: Array, limit: float) -> list[Finding]:
+    """The `implied_lr` finding: the last half's median lr against its median implied lr, if they differ `limit`x or more."""
+    half = len(steps) // 2
+    both = np.isfinite(lr[half:]) & np.isfinite(implied[half:]) & (implied[half:] > 0)
+    if not both.any():
+        return []
+    used, implied_now = float(np.median(lr[half:][both])), float(np.median(implied[half:][both]))
+    factor = used / implied_now
+    if 1.0 / limit < factor < limit:
+        return []
+    evidence = {"lr": used, "implied_lr": implied_now, "ratio": factor}
+    if factor >= limit:
+        advice = f"your lr is {factor:.3g}x the implied one (sigma_theta / sigma_g): lower it toward {implied_now:.3g}"
+    else:
+        advice = f"your lr is 1/{1 / factor:.3g} of the implied one (sigma_theta / sigma_g): raise it toward {implied_now:.3g}"
+    return [Finding("implied_lr", (int(steps[half]), int(steps[-1])), evidence, advice)]
 
 
 def _curve(steps: npt.NDArray[np.int64], loss: Array, windows: int) -> _Curve:

@@ -21,6 +21,7 @@ import torch
 from lrkit import validate
 from lrkit.analysis.diagnose import Finding, diagnose
 from lrkit.errors import ControlError
+from lrkit.torch.implied import ImpliedLR
 from lrkit.torch.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -36,6 +37,12 @@ class Monitor:
             `||w - w_prev|| / ||w_prev||` are recorded per group (a CPU copy of the
             weights is kept between records; the ratio is averaged per step elapsed).
         scheduler: an `lrkit.Scheduler`; its plateau scale and multiplier are recorded.
+        implied_lr: opt-in `implied_lr` column, next to `lr`: each group's median of Duda's
+            sigma_theta / sigma_g (`lrkit.ImpliedLR`; NaN during its warm-up). True: the Monitor keeps
+            one (beta 0.9) and updates it at each record, so record every step (a record that skips
+            steps raises: each gradient must be paired with the weights it was taken at). An
+            `ImpliedLR` of this optimizer: read only, its owner updates it (e.g. `lrkit.SelfTuningLR`).
+            Needs `model`; `diagnose()` then compares the lr with it.
 
     With one param group the columns are `lr`, `momentum`, `grad_norm`, `update_ratio`;
     with several, each group `i` gets `lr/i`, `momentum/i`, ...
@@ -57,13 +64,20 @@ class Monitor:
         [0.1, 0.1, 0.1]
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None, scheduler: Scheduler | None = None) -> None:
+    implied: ImpliedLR | None = None  # a class default: subclasses that read another framework have none
+    _owns_implied = False
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None, scheduler: Scheduler | None = None,
+        implied_lr: bool | ImpliedLR = False,
+    ) -> None:  # fmt: skip
         validate.instance("Monitor", "optimizer", optimizer, ControlError, torch.optim.Optimizer, "a torch.optim.Optimizer")
         validate.instance("Monitor", "model", model, ControlError, (torch.nn.Module, type(None)), "a torch.nn.Module or None")
         validate.instance("Monitor", "scheduler", scheduler, ControlError, (Scheduler, type(None)), "an lrkit.Scheduler or None")
         self.optimizer = optimizer
         self.model = model
         self.scheduler = scheduler
+        self.implied, self._owns_implied = _implied_estimator(optimizer, model, implied_lr)
         self._columns: dict[str, list[float]] = {"step": []}
         self._previous: list[torch.Tensor] = []
         self._previous_step = -1
@@ -130,8 +144,19 @@ class Monitor:
             flat = torch.cat([p.detach().reshape(-1) for p in params]).to("cpu", torch.float32, copy=True) if params else torch.zeros(0)
             current.append(flat)
             row[self._name("update_ratio", i)] = self._update_ratio(i, flat, step)
+        row.update(self._implied_row(step))
         self._previous, self._previous_step = current, step
         return row
+
+    def _implied_row(self, step: int) -> dict[str, float]:
+        if self.implied is None:
+            return {}
+        if self._owns_implied:
+            if self._previous_step >= 0 and step != self._previous_step + 1:
+                why = f"must follow the previous record ({self._previous_step}) by 1 when the Monitor updates the implied lr"
+                validate.fail("Monitor.record", "step", why, step, ControlError)
+            self.implied.update()
+        return {self._name("implied_lr", i): value for i, value in enumerate(self.implied.group_estimates())}
 
     def _update_ratio(self, group: int, flat: torch.Tensor, step: int) -> float:
         """||w - w_prev|| / ||w_prev||, divided by the steps since the previous record."""
@@ -244,12 +269,31 @@ class Monitor:
         if loss is None or not len(loss):
             validate.fail("Monitor.diagnose", "loss", "must have been recorded (record(step, loss=...))", None, ControlError)
         return diagnose(
-            history["step"], loss, lr=_first_group(history, "lr"), update_ratio=_first_group(history, "update_ratio"), **thresholds
-        )
+            history["step"], loss, lr=_first_group(history, "lr"), update_ratio=_first_group(history, "update_ratio"),
+            implied_lr=_first_group(history, "implied_lr"), **thresholds,
+        )  # fmt: skip
 
 
 LearningRateMonitor = Monitor  # the Keras / Lightning name for the same recorder
-READ = ("lr", "momentum", "grad_norm", "update_ratio", "multiplier", "plateau_scale")  # the columns a Monitor reads itself
+READ = ("lr", "momentum", "grad_norm", "update_ratio", "multiplier", "plateau_scale", "implied_lr")  # the columns a Monitor reads itself
+
+
+def _implied_estimator(optimizer: torch.optim.Optimizer, model: torch.nn.Module | None, implied: Any) -> tuple[ImpliedLR | None, bool]:
+    """The Monitor's implied-lr estimator and whether the Monitor updates it."""
+    if implied is False:
+        return None, False
+    if model is None:
+        validate.fail(
+            "Monitor", "model", "must be given with implied_lr (the estimate reads its weights and gradients)", None, ControlError
+        )
+    if implied is True:
+        return ImpliedLR(model, optimizer=optimizer), True
+    validate.instance("Monitor", "implied_lr", implied, ControlError, ImpliedLR, "a bool or an lrkit.ImpliedLR")
+    if implied.optimizer is not optimizer and not (implied.optimizer is None and len(optimizer.param_groups) == 1):
+        validate.fail(
+            "Monitor", "implied_lr", "must be an ImpliedLR of this optimizer (one implied lr per param group)", implied, ControlError
+        )
+    return implied, False
 
 
 def _check_names(metrics: dict[str, Any]) -> None:
