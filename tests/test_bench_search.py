@@ -12,8 +12,20 @@ import pytest
 import torch
 
 from lrkit.bench import finder
-from lrkit.bench.search import HALVING, LIGHTNING, METHODS, RANGE_TEST, SEARCH, SHAPES, Config, fit, grid_losses, held_out
-from lrkit.bench.search_report import grid_best, mean_loss, regrets, summarize, table
+from lrkit.bench.search import Config, fit, grid_losses, held_out
+from lrkit.bench.search_report import (
+    HALVING,
+    LIGHTNING,
+    METHODS,
+    RANGE_TEST,
+    SEARCH,
+    SHAPES,
+    grid_best,
+    mean_loss,
+    regrets,
+    summarize,
+    table,
+)
 from lrkit.errors import LabError
 from lrkit.lab.problems import Problem, get_problem
 from lrkit.schedules import Constant, parse

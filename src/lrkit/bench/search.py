@@ -42,6 +42,7 @@ import numpy as np
 from lrkit import validate
 from lrkit.bench import finder
 from lrkit.bench.finder import check_names, map_cells, single_thread
+from lrkit.bench.search_report import HALVING, LIGHTNING, RANGE_TEST, SEARCH, SHAPES, TLF, summarize
 from lrkit.errors import LabError
 from lrkit.optim import Optim
 from lrkit.schedules.base import Schedule
@@ -53,11 +54,8 @@ if TYPE_CHECKING:
     from lrkit.lab.problems import Problem
 
 FUNC = "bench search"
-SEARCH, HALVING, SHAPES = "search", "search (halving)", "search (shapes)"
-RANGE_TEST, TLF, LIGHTNING = "range test (lrkit)", finder.TLF, "lightning"
 # the three searches of a cell: search_lr's keyword arguments beyond the defaults
 SEARCHES: dict[str, dict[str, Any]] = {SEARCH: {}, HALVING: {"budget": "halving"}, SHAPES: {"shapes": ("constant", "cosine", "one_cycle")}}
-METHODS = (SEARCH, HALVING, SHAPES, RANGE_TEST, TLF, LIGHTNING)
 RANGE = (1e-7, 10.0)  # the range tests' lr span (the finder benchmark's, fastai's default)
 
 
@@ -444,8 +442,6 @@ def run(config: Config, progress: Callable[[dict[str, Any]], None] | None = None
         >>> report["summary"]["cells"], [t["met"] for t in report["summary"]["targets"]][:1] in ([True], [False])
         (1, True)
     """
-    from lrkit.bench.search_report import summarize
-
     config.check()
     records = map_cells(run_cell, config.cells(), config, config.workers, progress)
     return {"config": dataclasses.asdict(config), "cells": records, "summary": summarize(records)}

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from lrkit.cli._options import DEVICE, OUT_DIR
-from lrkit.cli.study import _pm, _progress
+from lrkit.cli._progress import plus_minus, study_progress
 from lrkit.optim import split_specs
 
 
@@ -49,7 +49,7 @@ def lr_free(problems: str, seeds: int, epochs: int | None, optimizers: str | Non
     from lrkit.lab.lrfree import compare_lr_free
 
     names = split_specs(optimizers) if optimizers is not None else None
-    with _progress("lr-free", unit="runs") as advance:
+    with study_progress("lr-free", unit="runs") as advance:
         try:
             result = compare_lr_free(split_specs(problems), seeds, epochs, names, out=out, device=device, progress=advance)
         except KeyboardInterrupt:
@@ -67,6 +67,6 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
     for col in ("problem", "optimizer", "lr setting", "diverged", "test loss", "test acc", "final eff. lr", "s / run"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["problem"], r["optimizer"], f"{r['lr']:g}", str(r["diverged"]), _pm(r["test_loss"], r["test_loss_std"]),
-                      _pm(r["test_acc"], r["test_acc_std"]), f"{r['final_effective_lr']:.3g}", f"{r['wall_s']:.2f}")  # fmt: skip
+        table.add_row(r["problem"], r["optimizer"], f"{r['lr']:g}", str(r["diverged"]), plus_minus(r["test_loss"], r["test_loss_std"]),
+                      plus_minus(r["test_acc"], r["test_acc_std"]), f"{r['final_effective_lr']:.3g}", f"{r['wall_s']:.2f}")  # fmt: skip
     Console().print(table)

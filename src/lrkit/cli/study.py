@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from lrkit.cli._options import DEVICE, OUT_DIR
+from lrkit.cli._progress import plus_minus, study_progress
 from lrkit.lab.population import ORDERS
 from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
@@ -69,7 +70,7 @@ def study(
     if name == LR_FREE:  # reached only when options came before the name
         raise click.UsageError(f"{LR_FREE} takes its own options after its name: lrkit study {LR_FREE} --help")
     values = split_specs(values_text) if values_text is not None else None
-    with _progress(name) as advance:
+    with study_progress(name) as advance:
         try:
             result = run_study(name, problem, values, seeds, epochs, out, fresh=not resume, chunk=chunk, order=order, device=device,
                                progress=advance)  # fmt: skip
@@ -82,28 +83,6 @@ def study(
     click.echo(f"wrote {out / (name + '-report.html')} (and figures, tables, {name}.sqlite) in {out}")
 
 
-class _progress:
-    """A rich progress bar over member-epochs (or another `unit`), as a context manager yielding the `progress` callback."""
-
-    def __init__(self, name: str, unit: str = "member-epochs") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn(f"study {name}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                            TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-        self.task = self.bar.add_task(name, total=None)
-
-    def __enter__(self) -> Any:
-        def advance(done: int, total: int) -> None:
-            # drawn from the first report on, so a bad argument fails before any bar appears
-            self.bar.start()
-            self.bar.update(self.task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-
 def _print_summary(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -113,11 +92,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="right")
     for r in rows:
         reach = r["epochs_to_0.75"]
-        table.add_row(r["value"], str(r["seeds"]), str(r["diverged"]), _pm(r["train_acc"], r["train_acc_std"]),
-                      _pm(r["test_acc"], r["test_acc_std"]), _pm(r["test_loss"], r["test_loss_std"]),
+        table.add_row(r["value"], str(r["seeds"]), str(r["diverged"]), plus_minus(r["train_acc"], r["train_acc_std"]),
+                      plus_minus(r["test_acc"], r["test_acc_std"]), plus_minus(r["test_loss"], r["test_loss_std"]),
                       "never" if math.isinf(reach) else f"{reach:g}")  # fmt: skip
     Console().print(table)
-
-
-def _pm(mean: float, std: float) -> str:
-    return "–" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
