@@ -18,6 +18,10 @@ from click.testing import CliRunner, Result
 import lrkit
 from lrkit.cli import cli
 
+# `make test` runs two pytest workers on two cores: one torch thread each, or the tiny models of the suite
+# oversubscribe the cores and run many times slower (a test that needs threads sets them itself)
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def run_cli() -> Callable[..., Result]:
