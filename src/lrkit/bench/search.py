@@ -41,8 +41,8 @@ import numpy as np
 
 from lrkit import validate
 from lrkit.bench import finder
-from lrkit.bench.finder import check_names, map_cells, single_thread
-from lrkit.bench.search_report import HALVING, LIGHTNING, RANGE_TEST, SEARCH, SHAPES, TLF, summarize
+from lrkit.bench.finder import TLF, check_names, map_cells, single_thread
+from lrkit.bench.search_report import HALVING, LIGHTNING, RANGE_TEST, SEARCH, SHAPES, summarize
 from lrkit.errors import LabError
 from lrkit.optim import Optim
 from lrkit.schedules.base import Schedule
