@@ -112,6 +112,10 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, list[Any]]]] = {
     "per_epoch": ({"schedule": COS, "steps_per_epoch": 10}, {"schedule": SCHEDULE, "steps_per_epoch": DURATION}),
     "scale": ({"schedule": COS, "factor": 0.5}, {"schedule": SCHEDULE, "factor": NON_NEGATIVE}),
     "product": ({"left": COS, "right": COS}, {"left": SCHEDULE, "right": SCHEDULE}),
+    "swa_schedule": (
+        {"schedule": COS, "swa_start": 20, "swa_lr": 0.01, "anneal_steps": 5, "anneal": "linear"},
+        {"schedule": SCHEDULE, "swa_start": COUNT, "swa_lr": NON_NEGATIVE, "anneal_steps": COUNT, "anneal": ["cosine", "exp", None]},
+    ),
 }
 
 BAD = [(name, param, value) for name, (_, params) in CASES.items() for param, values in params.items() for value in values]

@@ -117,6 +117,10 @@ def combinators(inner: st.SearchStrategy[lrkit.Schedule]) -> dict[str, st.Search
         "per_epoch": st.builds(lrkit.per_epoch, inner, steps_per_epoch=st.integers(1, 50)),
         "scale": st.builds(lambda s, k: k * s, inner, value),
         "product": st.builds(lambda a, b: a * b, inner, inner),
+        "swa_schedule": st.builds(
+            lrkit.schedules.swa_schedule, inner, swa_start=st.integers(0, 600), swa_lr=value, anneal_steps=st.integers(0, 400),
+            anneal=st.sampled_from(["cos", "linear"]),
+        ),
     }
 
 

@@ -37,11 +37,14 @@ from lrkit.optim import Optim
 from lrkit.protocols import PlateauLike, ScaleState
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.shapes import Constant
+from lrkit.schedules.swa import Averaging
 
 if TYPE_CHECKING:
     import torch
 
+    from lrkit.lab.averaging import StackedAverage
     from lrkit.lab.problems import Problem
+    from lrkit.lab.stacked import StackedModel
 
 Array = npt.NDArray[np.float64]
 ORDERS = ("member", "shared")
@@ -60,6 +63,8 @@ class Member:
         plateau: optional `lrkit.Plateau` (any `lrkit.protocols.PlateauLike`), fed the test loss after every
             epoch; its scale multiplies `lr`.
         seed: seeds the model's initialization and (with the per-member data order) the minibatch order.
+        average: optional `lrkit.schedules.Averaging` (SWA or EMA of the weights, `lrkit.lab.averaging`): once its
+            first entry is in, the member's test metrics are those of its averaged weights (BatchNorm updated on them).
 
     Example:
         >>> Member(lr=0.1).lr, Member(lr=0.1, optimizer="adam").optimizer.family
@@ -71,6 +76,7 @@ class Member:
     momentum: Schedule | None = None
     plateau: PlateauLike | None = None
     seed: int = 0
+    average: Averaging | None = None
 
     def __post_init__(self) -> None:
         if validate.is_number(self.lr):
@@ -83,6 +89,8 @@ class Member:
         if self.plateau is not None:
             validate.instance("Member", "plateau", self.plateau, LabError, PlateauLike, "an lrkit.Plateau (init / update) or None")
         validate.seed("Member", "seed", self.seed, LabError)
+        if self.average is not None:
+            validate.instance("Member", "average", self.average, LabError, Averaging, "an lrkit.schedules.Averaging or None")
 
     def lr_values(self, steps: int) -> Array:
         """The member's scheduled lr at steps 0..steps-1 (before any plateau scale).
@@ -216,6 +224,15 @@ def _rows(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return data.index_select(0, idx.reshape(-1)).view(*idx.shape, *data.shape[1:])
 
 
+def _averages(model: StackedModel, members: list[Member], steps: int) -> StackedAverage | None:
+    """The members' stacked weight averages (`lrkit.lab.averaging`), or None when no member averages (nothing changes then)."""
+    if all(m.average is None for m in members):
+        return None
+    from lrkit.lab.averaging import StackedAverage
+
+    return StackedAverage(model, [m.average for m in members], steps)
+
+
 class _Run:
     """The state of one population run: stacked weights, optimizer, schedules, controllers, records."""
 
@@ -257,6 +274,7 @@ class _Run:
         self.diverged_epoch = np.zeros(len(members), dtype=np.int64)
         self.initial_test_loss = self.model.evaluate(problem, self.data[2], self.data[3])[0].cpu().numpy()
         self.updates: list[int] = []
+        self.averages = _averages(self.model, members, total)
 
     def _data_orders(self, seeds: list[int]) -> None:
         """One `MinibatchOrder` per distinct seed: members sharing a seed share its data order, drawn once per epoch."""
@@ -316,12 +334,18 @@ class _Run:
                 grads = list(torch.where(self.alive.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for g in grads)
                 lr = lr * self.alive
         self.optimizer.step(grads, lr, momentum)
+        if self.averages is not None:
+            self.averages.update(self.step, self.model.params)
 
     def _record(self, epoch: int, train: torch.Tensor, lr: torch.Tensor) -> None:
         """Train metrics are the epoch's running means over its minibatches (as Keras reports them); test metrics a full pass."""
         import torch
 
         test = self.model.evaluate(self.problem, self.data[2], self.data[3])
+        if self.averages is not None and self.averages.started.any():  # averaged members report their average's metrics
+            started = torch.as_tensor(self.averages.started, device=self.device)
+            averaged = self.averages.evaluate(self.model, self.problem, self.data, self.problem.batch_size)
+            test = (torch.where(started, averaged[0], test[0]), torch.where(started, averaged[1], test[1]))
         alive = self.alive.cpu().numpy()
         self.diverged_epoch[(~alive) & (self.diverged_epoch == 0)] = epoch
         train_acc = train[1] if self.problem.task == "classification" else torch.full_like(train[1], float("nan"))

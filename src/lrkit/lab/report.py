@@ -167,6 +167,39 @@ def plot_sensitivity(result: StudyData) -> Figure:
     return fig
 
 
+def plot_averaging(result: StudyData) -> Figure:
+    """The swa study's figure: final test loss and accuracy against the lr, one line per arm (mean ± std over seeds).
+
+    Example:
+        >>> from lrkit.lab.runner import study
+        >>> r = study("swa", values=["none@x1", "swa@x1", "swa@x3"], seeds=1, epochs=4)
+        >>> [t.get_text() for t in plot_averaging(r).axes[0].get_legend().get_texts()]
+        ['none', 'swa']
+    """
+    from lrkit.lab.averaging import split_arm
+
+    final, loss = result.final(), result.capped_final_loss()
+    arms = {split_arm(v)[0]: None for v in result.values}
+    lrs = list(dict.fromkeys(split_arm(v)[1] for v in result.values))  # in the order given: absolute and relative lrs may mix
+    panels = [("final test loss (diverged: initial loss)", loss)]
+    if result.spec.get("task") != "regression":
+        panels.append(("final test accuracy", np.asarray(final["test_acc"], dtype=np.float64)))
+    fig = new_figure(len(panels), size=(4.2, 3.2))
+    for ax, (title, metric) in zip(fig.axes, panels):
+        for arm in arms:
+            xs = [k for k, lr in enumerate(lrs) if f"{arm}@{lr}" in result.values]
+            seeds = [metric[final["value"] == f"{arm}@{lrs[k]}"] for k in xs]
+            seeds = [x[np.isfinite(x)] for x in seeds]  # an arm whose seeds all diverged has no point there
+            means, stds = [x.mean() if len(x) else np.nan for x in seeds], [x.std() if len(x) else np.nan for x in seeds]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=arm)
+        ax.set_xticks(range(len(lrs)), lrs)
+        ax.set_xlabel("lr (xK: K times the problem's lr)")
+        ax.set_title(title, fontsize="medium")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize="small")
+    return fig
+
+
 def figures(result: StudyData) -> dict[str, Figure]:
     """The study's figures by file stem: the classic ones for its kind plus the sensitivity curve.
 
@@ -179,6 +212,8 @@ def figures(result: StudyData) -> dict[str, Figure]:
     definition = STUDIES.get(result.spec["study"])
     if definition is not None and definition.lr_varies:
         figs["lr"] = plot_per_value(result, "lr")
+    if result.spec["study"] == "swa":
+        figs["averaging"] = plot_averaging(result)
     if result.spec.get("task") == "regression":
         del figs["curves"]
     return figs

@@ -1,7 +1,8 @@
 """The classic learning-rate studies, each a mapping from a value to population members.
 
 A study varies one thing (the lr, the momentum, the decay, the plateau
-patience, the optimizer, the schedule, or lr decay against batch growth) over
+patience, the optimizer, the schedule, lr decay against batch growth, or weight
+averaging at several lrs) over
 a set of values, with several seeds per value; every (value, seed) is one
 member of a population. Member seeds are the seed indices, so each value is
 tried with the same initializations and data orders (paired comparisons).
@@ -23,6 +24,7 @@ import lrkit.schedules as sch
 from lrkit import validate
 from lrkit.control.plateau import Plateau
 from lrkit.errors import LabError
+from lrkit.lab.averaging import SWA_DEFAULTS, read_arm, swa_arm
 from lrkit.lab.population import Member
 from lrkit.optim import FAMILIES, Optim
 
@@ -202,6 +204,12 @@ def _batch_sizes(value: str, plan: Plan) -> list[int] | None:
     return [min(n, size * BATCH_FACTOR ** sum(epoch >= g for g in grows)) for epoch in range(plan.epochs)]
 
 
+def _swa_member(value: str, seed: int, plan: Plan) -> Member:
+    """An arm of the swa study (`lrkit.lab.averaging.swa_arm`): its lr schedule and weight averaging over the budget."""
+    schedule, average = swa_arm(value, plan.problem.lr, plan.total_steps, plan.steps_per_epoch)
+    return Member(lr=schedule, seed=seed, average=average)
+
+
 def _plateau(patience: int) -> Plateau:
     # the classic: ReduceLROnPlateau on the validation loss, factor 0.1, min_delta 1e-7 (absolute)
     return Plateau(patience=patience, factor=0.1, threshold=1e-7, threshold_mode="abs")
@@ -221,5 +229,12 @@ STUDIES: dict[str, StudyDef] = {
         StudyDef("optimizer", "optimizer", ("sgd", "rmsprop", "adagrad", "adam"), "category", _optimizer_value, _optimizer_member),
         StudyDef("schedule", "schedule", SCHEDULE_NAMES, "category", _schedule_value, _schedule_member, lr_varies=True),
         StudyDef("batch", "lr decay vs batch growth", BATCH_ARMS, "category", _batch_arm, _batch_member, _batch_sizes, lr_varies=True),
+        StudyDef("swa", "weight averaging @ lr", SWA_DEFAULTS, "category", read_arm, _swa_member, lr_varies=True),
     )
 }  # fmt: skip
+"""The classic studies by name: what each varies, its default values and how a value becomes a member.
+
+Example:
+    >>> list(STUDIES)[:3], STUDIES["momentum"].defaults
+    (['lr', 'momentum', 'decay'], (0.0, 0.5, 0.9, 0.99))
+"""

@@ -21,6 +21,7 @@ from lrkit.schedules.shapes import (
     piecewise,
 )
 from lrkit.schedules.spec import from_dict, parse
+from lrkit.schedules.swa import Averaging, SWASchedule
 
 # The public factories are the registered classes under the names users write.
 constant = Constant
@@ -40,9 +41,11 @@ warmup = Warmup
 join = Join
 clip = Clip
 per_epoch = PerEpoch
+swa_schedule = SWASchedule
 
 __all__ = [
     "REGISTRY",
+    "Averaging",
     "Piecewise",
     "Product",
     "Scaled",
@@ -65,6 +68,7 @@ __all__ = [
     "polynomial",
     "sgdr",
     "step_decay",
+    "swa_schedule",
     "warmup",
     "wsd",
 ]
