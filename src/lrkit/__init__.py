@@ -45,6 +45,7 @@ from lrkit.schedules import (
     polynomial,
     sgdr,
     step_decay,
+    swa_schedule,
     warmup,
     wsd,
 )
@@ -67,6 +68,7 @@ _LAZY = {
     "SearchResult": "lrkit.search.result",
     "ImpliedLR": "lrkit.torch.implied",
     "SelfTuningLR": "lrkit.torch.selftuning",
+    "WeightAveraging": "lrkit.torch.swa",
 }
 _SUBPACKAGES = (
     "analysis", "control", "lab", "landscape", "optim", "plot", "protocols", "torch", "schedules", "validate",
@@ -99,6 +101,7 @@ __all__ = [
     "Scheduler",
     "SearchResult",
     "SelfTuningLR",
+    "WeightAveraging",
     "clip",
     "constant",
     "cosine",
@@ -121,6 +124,7 @@ __all__ = [
     "search_lr",
     "sgdr",
     "step_decay",
+    "swa_schedule",
     "warmup",
     "wsd",
 ]
