@@ -33,7 +33,7 @@ import optax
 
 from lrkit import validate
 from lrkit.errors import ControlError, ScheduleError
-from lrkit.schedules.base import Schedule
+from lrkit.schedules.base import Schedule, settles
 
 MAX_TABLE = 2**27  # values in one table (1 GiB of float64): beyond it, bound the run with horizon=
 MAX_COUNT = 2**31 - 1  # optax counts steps in int32
@@ -106,47 +106,6 @@ def schedule(s: Schedule, horizon: int | None = None) -> OptaxSchedule:
         [1.0, 0.5, 0.25, 0.125, 0.125]
     """
     return OptaxSchedule(s, horizon)
-
-
-def settles(s: Schedule) -> int | None:
-    """The step from which `s` holds its last value, or None when it never does (or lrkit cannot tell).
-
-    Read from the schedule's durations, never from its values: a step decay with a long
-    `every` would look settled.
-
-    Example:
-        >>> import lrkit
-        >>> settles(lrkit.warmup(lrkit.cosine(start=0.1, steps=90), steps=10)), settles(lrkit.exponential(start=1.0, rate=0.9))
-        (100, None)
-    """
-    rule = _SETTLES.get(s.name)
-    return rule(s) if rule is not None else None
-
-
-def _later(*parts: int | None) -> int | None:
-    return None if any(p is None for p in parts) else max(p for p in parts if p is not None)
-
-
-def _shifted(inner: int | None, by: int, times: int = 1) -> int | None:
-    return None if inner is None else inner * times + by
-
-
-_SETTLES: dict[str, Callable[[Any], int | None]] = {
-    "constant": lambda s: 0,
-    "linear": lambda s: s.steps,
-    "polynomial": lambda s: s.steps,
-    "cosine": lambda s: s.steps,
-    "piecewise": lambda s: s.boundaries[-1] if s.boundaries else 0,
-    "multistep": lambda s: s.milestones[-1],
-    "one_cycle": lambda s: s.total_steps,
-    "wsd": lambda s: s.total_steps,
-    "warmup": lambda s: _shifted(settles(s.schedule), s.steps),
-    "join": lambda s: _shifted(settles(s.schedules[-1]), s.boundaries[-1] if s.boundaries else 0),
-    "clip": lambda s: settles(s.schedule),
-    "scale": lambda s: settles(s.schedule),
-    "product": lambda s: _later(settles(s.left), settles(s.right)),
-    "per_epoch": lambda s: _shifted(settles(s.schedule), 0, s.steps_per_epoch),
-}
 
 
 def _table_end(s: Schedule, horizon: int | None) -> int:

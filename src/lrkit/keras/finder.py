@@ -8,10 +8,9 @@ step count) and the metrics are copied before the test and put back after it, wh
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,22 +23,11 @@ from lrkit.keras._backend import load
 from lrkit.keras._state import Snapshot, compiled, training_variables
 from lrkit.keras.schedule import current_lr
 from lrkit.torch.data import MinibatchOrder
-from lrkit.torch.finder import _result
-from lrkit.torch.finder.config import FinderConfig, Target
-from lrkit.torch.finder.loop import DivergenceTest, Run
+from lrkit.torch.finder.config import FinderConfig
+from lrkit.torch.finder.loop import DivergenceTest, Run, result
 
 keras = load()
 FUNC = "find_lr"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Described:
-    """What the result says about the test (the fields of the torch test's `Target` that the result reads)."""
-
-    lr_before: float
-    signal: str
-    higher_is_better: bool = False
-    group_scales: tuple[float, ...] = (1.0,)
 
 
 def find_lr(
@@ -85,7 +73,7 @@ def find_lr(
     val = None if validation_data is None else _pair(validation_data)
     table = config.lrs()
     optimizer = model.optimizer
-    described = _Described(current_lr(optimizer), f"{'validation' if val is not None else 'train'} loss")
+    lr_before = current_lr(optimizer)
     state = Snapshot([*training_variables(model), *model.metrics_variables])
     original = optimizer._learning_rate  # Keras' setter refuses to swap a schedule for a number, so the test swaps the object
     ramp = keras.Variable(float(table[0]), dtype=keras.config.floatx(), trainable=False, name="lrkit_find_lr")
@@ -99,7 +87,7 @@ def find_lr(
     finally:
         optimizer._learning_rate = original
         state.restore()
-    return _result(config, cast(Target, described), table.size, runs)
+    return result(runs, config, table.size, lr_before=lr_before, signal=f"{'validation' if val is not None else 'train'} loss")
 
 
 def _run(config: FinderConfig, model: Any, ramp: Any, table: npt.NDArray[np.float64], batches: Iterator[tuple[Any, Any]],

@@ -2,10 +2,11 @@
 
 The maths stays in lrkit's core: the wrapper indexes a table of `schedule.values(...)`
 (times the scale, rounded once to Keras' float type, in which Keras' own schedules compute), so the lr at every
-step is the lrkit value. The table either covers a fixed `horizon` (past it the value at
-`horizon` holds: lrkit's convention for a finished schedule, and no host read of the step)
-or, without one, grows on demand from the step read on the host (exact forever, for
-schedules that never end). A scale variable multiplies the value: `lrkit.keras.Plateau`
+step is the lrkit value. The table covers the steps up to a fixed `horizon`, or up to where the schedule
+settles (`lrkit.schedules.base.settles`), whichever comes first; past its end the last value holds
+(lrkit's convention for a finished schedule) and the step is never read on the host. Only for a
+schedule that never ends and no `horizon` does the table grow on demand, from the step read on
+the host (exact forever). A scale variable multiplies the value: `lrkit.keras.Plateau`
 and `lrkit.keras.Guard` set it, so a plateau or a guard's cut sits on top of the schedule.
 `get_config` writes the schedule as its lrkit spec, so `model.save` / `keras.models.load_model`
 bring it back (registered as "lrkit>LearningRateSchedule").
@@ -28,6 +29,7 @@ from lrkit import validate
 from lrkit.errors import ControlError, ScheduleError
 from lrkit.keras._backend import load
 from lrkit.schedules import Schedule, parse
+from lrkit.schedules.base import settles
 
 keras = load()
 ops = keras.ops
@@ -42,9 +44,9 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):  # 
 
     Args:
         schedule: an lrkit schedule, or its spec (`"cosine(start=0.1, steps=1000)"`).
-        horizon: the last step the table holds; later steps get its value (give the schedule's end,
-            or the run's length, for a schedule that never ends). None: the table grows with the
-            step, which is read on the host once per call (exact at every step, forever).
+        horizon: the last step the table holds; later steps get its value (the run's length, for a
+            schedule that never ends). None: the table ends where the schedule settles, or, for one
+            that never does, grows with the step, read on the host once per call (exact forever).
         scale: the multiplier of the schedule's value (what a plateau or a guard changes).
 
     Example:
@@ -66,17 +68,18 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):  # 
                                                                      minimum=0, maximum=MAX_HORIZON)  # fmt: skip
         first = validate.non_negative("LearningRateSchedule", "scale", scale, ScheduleError)
         self.scale_variable = keras.Variable(first, dtype="float64", trainable=False, name="lrkit_scale")
-        self._table = self._values(0 if self.horizon is None else self.horizon + 1)
+        self._end = _table_end(self.schedule, self.horizon)  # None: the table grows
+        self._table = self._values(0 if self._end is None else self._end + 1)
 
     def _values(self, size: int) -> Any:
         """The schedule at steps 0 .. size-1 (at least CHUNK when growing), float64: the lr is rounded once, at the end."""
-        size = max(size, CHUNK) if self.horizon is None else size
+        size = max(size, CHUNK) if self._end is None else size
         return ops.convert_to_tensor(self.schedule.values(np.arange(size)), dtype="float64")
 
     def __call__(self, step: Any) -> Any:
         """The lr at `step` (an integer or Keras' `optimizer.iterations`): the table's value times `scale`."""
-        if self.horizon is not None:
-            index = ops.minimum(ops.convert_to_tensor(step, dtype="int64"), self.horizon)
+        if self._end is not None:
+            index = ops.minimum(ops.convert_to_tensor(step, dtype="int64"), self._end)
         else:
             index = validate.integer("LearningRateSchedule", "step", int(step), ScheduleError, minimum=0)
             if index >= self._table.shape[0]:
@@ -124,6 +127,14 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):  # 
 
     def __repr__(self) -> str:
         return f"lrkit.keras.LearningRateSchedule({self.schedule!r}, horizon={self.horizon!r}, scale={self.scale!r})"
+
+
+def _table_end(schedule: Schedule, horizon: int | None) -> int | None:
+    """The table's last step: `horizon` or where the schedule settles, the sooner; None (grow) when neither bounds it."""
+    settled = settles(schedule)
+    if settled is None or settled > MAX_HORIZON:  # a settled value that far off: grow the table as the run gets there
+        return horizon
+    return settled if horizon is None else min(horizon, settled)
 
 
 def wrapped(optimizer: Any) -> LearningRateSchedule | None:

@@ -20,6 +20,12 @@ from lrkit import validate
 from lrkit.errors import ScheduleError
 
 REGISTRY: dict[str, Callable[..., Schedule]] = {}  # spec name -> factory
+"""Every schedule's spec name and its factory (what `lrkit.parse` and `lrkit.from_dict` build from).
+
+Example:
+    >>> REGISTRY["cosine"](start=1.0, steps=10)(5)
+    0.5
+"""
 S = TypeVar("S", bound="type[Schedule]")
 Steps = npt.NDArray[np.int64]
 MAX_STEP = 2**63 - 1  # steps (and durations) are exact 64-bit integers, so a cycle's phase is an integer remainder
@@ -304,3 +310,46 @@ class Product(Schedule):
 def _operand(s: Schedule) -> str:
     """Right operand of `*`, parenthesized where the grammar needs it to round-trip."""
     return f"({s!r})" if isinstance(s, (Scaled, Product)) else repr(s)
+
+
+def settles(s: Schedule) -> int | None:
+    """The step from which `s` holds its last value, or None when it never does (or lrkit cannot tell).
+
+    Read from the schedule's durations, never from its values: a step decay with a long `every`
+    would look settled. Tabulating adapters (`lrkit.optax.schedule`, `lrkit.keras.LearningRateSchedule`)
+    end their table here. A peer's convention that rises again (`cosine(cycles=...)`, Keras'
+    `polynomial(cycle=True)`) never settles; nor does a schedule this table does not know (None is safe).
+
+    Example:
+        >>> import lrkit
+        >>> settles(lrkit.warmup(lrkit.cosine(start=0.1, steps=90), steps=10)), settles(lrkit.exponential(start=1.0, rate=0.9))
+        (100, None)
+    """
+    rule = _SETTLES.get(s.name)
+    return rule(s) if rule is not None else None
+
+
+def _later(*parts: int | None) -> int | None:
+    return None if any(p is None for p in parts) else max(p for p in parts if p is not None)
+
+
+def _shifted(inner: int | None, by: int, times: int = 1) -> int | None:
+    return None if inner is None else inner * times + by
+
+
+_SETTLES: dict[str, Callable[[Any], int | None]] = {
+    "constant": lambda s: 0,
+    "linear": lambda s: s.steps,
+    "polynomial": lambda s: None if s.cycle else s.steps,
+    "cosine": lambda s: s.steps if s.cycles is None else None,
+    "piecewise": lambda s: s.boundaries[-1] if s.boundaries else 0,
+    "multistep": lambda s: s.milestones[-1] if s.milestones else 0,
+    "one_cycle": lambda s: s.total_steps - 1,  # its last step already takes the final value
+    "wsd": lambda s: s.total_steps,
+    "warmup": lambda s: _shifted(settles(s.schedule), s.steps),
+    "join": lambda s: _shifted(settles(s.schedules[-1]), s.boundaries[-1] if s.boundaries else 0),
+    "clip": lambda s: settles(s.schedule),
+    "scale": lambda s: settles(s.schedule),
+    "product": lambda s: _later(settles(s.left), settles(s.right)),
+    "per_epoch": lambda s: _shifted(settles(s.schedule), 0, s.steps_per_epoch),
+}

@@ -9,59 +9,19 @@ loss or gradient, or a loss spike far above the robust running level) is in `Gua
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from lrkit import validate
-from lrkit.analysis.diagnose import spike_limit
-from lrkit.errors import ControlError, DivergenceError
+from lrkit.control.guard_policy import ACTIONS, KINDS, GuardPolicy, Incident
+from lrkit.errors import ControlError
 from lrkit.torch._tensors import all_finite, cpu_copy
 from lrkit.torch.scheduler import Scheduler
 
-_MIN_HISTORY = 20  # losses before the spike test uses its full sensitivity
-_EARLY_HISTORY = 1  # losses before the start-of-run spike test is judged
-_FLOOR = 1e-3  # a deviation is at least this fraction of the level (a flat loss still has a unit) ...
-_EARLY_FLOOR = 0.25  # ... and in the first _MIN_HISTORY steps at least this one
-_REFRESH = 25  # good steps between recomputations of the running median and deviation
-KINDS = ("spike", "nonfinite_grad", "nonfinite_loss")  # the incident kinds, by severity (the order of the distributed vote)
-ACTIONS = ("skip", "restore", "rollback")
-
-
-@dataclasses.dataclass(frozen=True)
-class Incident:
-    """One incident: what was detected, when, what the guard did, what it cost, and the lr change.
-
-    Attributes:
-        step: the guard's step (checks so far, from 0) at detection.
-        kind: "nonfinite_loss", "nonfinite_grad" or "spike".
-        loss: the offending loss.
-        restored_step: the step of the snapshot put back (the incident's own step for a skip).
-        steps_lost: good steps undone (0 for a skip; at most `snapshot_every` otherwise).
-        lr_before: the first group's lr before the incident.
-        lr_after: the first group's lr after it (lower only after a "rollback").
-        action: "skip" (the batch is dropped, nothing else changes), "restore" (the weights
-            were no longer finite: the snapshot is put back, the lr kept) or "rollback"
-            (a repeated incident: the snapshot is put back and the lr cut).
-
-    Example:
-        >>> Incident(7, "spike", 1e6, 0, 7, 0.1, 0.05).steps_lost
-        7
-    """
-
-    step: int
-    kind: str
-    loss: float
-    restored_step: int
-    steps_lost: int
-    lr_before: float
-    lr_after: float
-    action: str = "rollback"
+__all__ = ["ACTIONS", "KINDS", "Guard", "Incident"]  # Incident and the names are lrkit.control.guard_policy's, kept here too
 
 
 @dataclasses.dataclass
@@ -74,7 +34,7 @@ class _Snapshot:
     window: list[float]  # the recent losses the spike test uses
 
 
-class Guard:
+class Guard(GuardPolicy):
     """Detect divergence; skip an isolated bad batch, roll back and cut the lr only when it repeats.
 
     The policy, with the defaults:
@@ -148,35 +108,11 @@ class Guard:
         repeat_window: int = 20,
     ) -> None:
         _check_objects(model, optimizer, scheduler)
+        super().__init__("Guard", snapshot_every=snapshot_every, spike=spike, window=window, cut=cut,
+                         max_rollbacks=max_rollbacks, repeat_window=repeat_window)  # fmt: skip
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self._params = list(model.parameters())
-        self.snapshot_every = validate.integer("Guard", "snapshot_every", snapshot_every, ControlError)
-        self.spike = None if spike is None else validate.positive("Guard", "spike", spike, ControlError)
-        self.window = validate.integer("Guard", "window", window, ControlError, minimum=_MIN_HISTORY)
-        self.cut = validate.in_range("Guard", "cut", cut, ControlError, 0.0, 1.0, open_low=True)
-        self.max_rollbacks = validate.integer("Guard", "max_rollbacks", max_rollbacks, ControlError, minimum=0)
-        self.repeat_window = validate.integer("Guard", "repeat_window", repeat_window, ControlError)
-        self.step = 0
-        self.scale = 1.0
-        self.incidents: list[Incident] = []
-        self._losses: collections.deque[float] = collections.deque(maxlen=self.window)
-        self._limit = math.inf
-        self._since_snapshot = 0
-        self._since_refresh = 0
-        self._unrecovered = 0  # good steps still needed before the run counts as recovered
         self._snapshot = self._take_snapshot()
-
-    @property
-    def rollbacks(self) -> int:
-        """How many repeated incidents rolled back with a cut lr (what `max_rollbacks` bounds).
-
-        Example:
-            >>> import torch
-            >>> model = torch.nn.Linear(1, 1)
-            >>> Guard(model, torch.optim.SGD(model.parameters(), lr=0.1)).rollbacks
-            0
-        """
-        return sum(i.action == "rollback" for i in self.incidents)
 
     # -- the loop's call -------------------------------------------------------
     def check(self, loss: float | torch.Tensor, grads: bool = False) -> bool:
@@ -201,63 +137,39 @@ class Guard:
         if kind is not None:
             self._handle(step, kind, value, weights_bad)
             return True
-        if self._since_snapshot >= self.snapshot_every and self._unrecovered == 0:
+        if self.snapshot_due:  # the weights have not seen this batch yet: the state after the good steps before it
             self._snapshot = self._take_snapshot(step)
-            self._since_snapshot = 0
-        self._since_snapshot += 1
-        self._unrecovered = max(0, self._unrecovered - 1)
-        self._remember(value)
+        self.good(value)
         return False
 
     def _detect(self, value: float, grads: bool) -> str | None:
-        if not math.isfinite(value):
-            return "nonfinite_loss"
-        if value > self._limit:
-            return "spike"
-        if grads and not all_finite([p.grad for p in self._params if p.grad is not None]):
+        kind = self.detect(value)
+        if kind is None and grads and not all_finite([p.grad for p in self._params if p.grad is not None]):
             return "nonfinite_grad"
-        return None
-
-    def _remember(self, value: float) -> None:
-        self._losses.append(value)
-        self._since_refresh += 1
-        n = len(self._losses)
-        if self.spike is not None and n >= _EARLY_HISTORY and (n <= _MIN_HISTORY or self._since_refresh >= _REFRESH):
-            self._limit = _limit(self._losses, self.spike)
-            self._since_refresh = 0
+        return kind
 
     # -- incidents -------------------------------------------------------------
     def _handle(self, step: int, kind: str, value: float, weights_bad: bool) -> None:
         """Skip, restore or roll back (the policy of `Guard`), and record the incident."""
         lr_before = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.zero_grad(set_to_none=True)  # the batch's gradients go with it
-        if self._unrecovered > 0:
-            if self.rollbacks >= self.max_rollbacks:
-                raise DivergenceError(self._give_up_message(step, kind, value))
-            action = "rollback"
-        else:
-            action = "restore" if weights_bad else "skip"
-        restored, lost = (step, 0) if action == "skip" else self._restore(cut=action == "rollback")
-        self._unrecovered = self.repeat_window + lost
+        action = self.act(step, kind, value, restore=weights_bad, lr=lr_before)
+        restored, lost = (step, 0) if action == "skip" else self._restore(cut=self.cut if action == "rollback" else 1.0)
         lr_after = float(self.optimizer.param_groups[0]["lr"])
-        self.incidents.append(Incident(step, kind, value, restored, lost, lr_before, lr_after, action))
+        self.record(Incident(step, kind, value, restored, lost, lr_before, lr_after, action))
 
-    def _restore(self, cut: bool) -> tuple[int, int]:
-        """Put the snapshot back (lowering the lr by `cut` if asked); the snapshot's step and the good steps undone."""
+    def _restore(self, cut: float) -> tuple[int, int]:
+        """Put the snapshot back (the lr times `cut`); the snapshot's step and the good steps undone."""
         snap = self._snapshot
         self.model.load_state_dict(snap.model)
         # restore from a fresh copy: load_state_dict may keep our tensors, and later steps would then write into the snapshot
         self.optimizer.load_state_dict(cpu_copy(snap.optimizer))
         self.optimizer.zero_grad(set_to_none=True)
-        self._restore_schedule(snap, self.cut if cut else 1.0)
-        self._losses = collections.deque(snap.window, maxlen=self.window)
-        self._limit = _limit(self._losses, self.spike) if self.spike is not None and len(snap.window) >= _EARLY_HISTORY else math.inf
-        lost, self._since_snapshot, self._since_refresh = self._since_snapshot, 0, 0
-        return snap.step, lost
+        self._restore_schedule(snap, cut)
+        return snap.step, self.restored(snap.window)
 
     def _restore_schedule(self, snap: _Snapshot, cut: float) -> None:
-        """Put back the scheduler's state, then set the lr `cut` times what it was before the incident."""
-        self.scale *= cut
+        """Put back the scheduler's state, then set the lr `cut` times what it was before the incident (`scale` is already cut)."""
         if isinstance(self.scheduler, Scheduler):
             multiplier = self.scheduler.multiplier
             self.scheduler.load_state_dict(cpu_copy(snap.scheduler))
@@ -269,16 +181,6 @@ class Guard:
         for group in self.optimizer.param_groups:  # the restored lrs carry the scale of the snapshot's time
             group["lr"] = group["lr"] * (self.scale / snap.scale)
 
-    def _give_up_message(self, step: int, kind: str, value: float) -> str:
-        history = ", ".join(f"{i.kind} at step {i.step} ({i.action})" for i in self.incidents) or "none"
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        return (
-            f"Guard: training diverged again at step {step} ({kind}, loss={value:.4g}) after {self.rollbacks} rollbacks "
-            f"(max_rollbacks={self.max_rollbacks}; incidents: {history}); the lr is already cut to {lr:.3g} (x{self.scale:.3g}). "
-            "Try a lower lr or a warmup, gradient clipping (torch.nn.utils.clip_grad_norm_), checking the data near these steps, "
-            "or a larger `spike` threshold if these losses are genuine."
-        )
-
     # -- snapshots -------------------------------------------------------------
     def _take_snapshot(self, step: int = 0) -> _Snapshot:
         return _Snapshot(
@@ -287,7 +189,7 @@ class Guard:
             optimizer=cpu_copy(self.optimizer.state_dict()),
             scheduler=cpu_copy(self.scheduler.state_dict()) if self.scheduler is not None else None,
             scale=self.scale,
-            window=list(self._losses),
+            window=self.snapshot_taken(),
         )
 
     def snapshot(self) -> None:
@@ -300,13 +202,6 @@ class Guard:
             >>> guard.snapshot()
         """
         self._snapshot = self._take_snapshot(self.step)
-        self._since_snapshot = 0
-
-
-def _limit(losses: Sequence[float], spike: float) -> float:
-    """The spike limit of the recent good losses; tolerant at the start of a run, when losses still fall fast."""
-    floor = _EARLY_FLOOR if len(losses) < _MIN_HISTORY else _FLOOR
-    return float(spike_limit(np.fromiter(losses, np.float64, len(losses)), spike, floor=floor))
 
 
 def _agree(kind: str | None, params: Sequence[torch.Tensor]) -> tuple[str | None, bool]:

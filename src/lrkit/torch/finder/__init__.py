@@ -23,7 +23,7 @@ from lrkit.optim import Optim
 from lrkit.torch.data import batch_slices, epoch_batches
 from lrkit.torch.finder.batches import Batches, StepFn
 from lrkit.torch.finder.config import MAX_STEPS, FinderConfig, Target
-from lrkit.torch.finder.loop import Run, run
+from lrkit.torch.finder.loop import Run, result, run
 from lrkit.torch.finder.snapshot import transaction
 
 if TYPE_CHECKING:
@@ -99,19 +99,8 @@ def find_lr(
             if i:
                 snapshot.restore(rng=False)  # each repeat starts from the same weights but sees fresh data and noise
             runs.append(run(config, target, table, batches))
-    return _result(config, target, table.size, runs)
-
-
-def _result(config: FinderConfig, target: Target, planned: int, runs: list[Run]) -> LRFinderResult:
-    """The complete, pure result of the runs (the longest run's lrs: the ramp every run followed)."""
-    reached = min(len(r.signal) for r in runs)
-    reason = runs[0].reason if len(runs) == 1 else ("completed" if reached == planned else "diverged")
-    longest = max(runs, key=lambda r: len(r.lrs))
-    return LRFinderResult.from_runs(
-        longest.lrs, [r.signal for r in runs], stop_reason=reason, smoothing=config.smoothing,
-        higher_is_better=target.higher_is_better, signal=target.signal, mode=config.mode,
-        group_scales=list(target.group_scales), lr_before=target.lr_before,
-    )  # fmt: skip
+    return result(runs, config, table.size, lr_before=target.lr_before, signal=target.signal,
+                  higher_is_better=target.higher_is_better, group_scales=target.group_scales)  # fmt: skip
 
 
 def find_on_problem(

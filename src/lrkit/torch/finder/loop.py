@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from lrkit.analysis import suggest
+from lrkit.finder_result import LRFinderResult
 from lrkit.torch.finder.batches import Batches, scalar_loss, to_device
 from lrkit.torch.finder.config import FinderConfig, Target
 from lrkit.torch.scheduler import write_hyperparameter
@@ -33,6 +35,37 @@ class Run:
     lrs: list[float]
     signal: list[float]
     reason: str
+
+
+def result(
+    runs: Sequence[Run],
+    config: FinderConfig,
+    planned: int,
+    *,
+    lr_before: float,
+    signal: str,
+    higher_is_better: bool = False,
+    group_scales: Sequence[float] = (1.0,),
+) -> LRFinderResult:
+    """The complete, pure result of the runs of one test (of any framework) that planned `planned` lrs.
+
+    The lrs are the longest run's (the ramp every run followed); the stop reason is the single run's,
+    else "completed" when every run reached the end, else "diverged". The other arguments describe the test.
+
+    Example:
+        >>> config = FinderConfig(start=1e-3, end=1.0, steps=10)
+        >>> lrs = config.lrs().tolist()
+        >>> r = result([Run(lrs, [1.0 - 0.05 * i for i in range(10)], "completed")], config, 10, lr_before=0.1, signal="train loss")
+        >>> r.stop_reason, r.lr_before, len(r.lrs)
+        ('completed', 0.1, 10)
+    """
+    reached = min(len(r.signal) for r in runs)
+    reason = runs[0].reason if len(runs) == 1 else ("completed" if reached == planned else "diverged")
+    longest = max(runs, key=lambda r: len(r.lrs))
+    return LRFinderResult.from_runs(
+        longest.lrs, [r.signal for r in runs], stop_reason=reason, smoothing=config.smoothing,
+        higher_is_better=higher_is_better, signal=signal, mode=config.mode, group_scales=list(group_scales), lr_before=lr_before,
+    )  # fmt: skip
 
 
 def run(config: FinderConfig, target: Target, table: npt.NDArray[np.float64], batches: Batches) -> Run:
