@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= lrkit-out
 
-.PHONY: setup demo test lint browser clean
+.PHONY: setup demo test lint browser clean docs
 
 setup: $(VENV)/.installed
 
@@ -32,4 +32,8 @@ lint: setup
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) site .pytest_cache .mypy_cache .ruff_cache
+
+# the documentation site, offline, into site/; --strict: a warning (a broken cross-reference) fails the build
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -39,6 +39,12 @@ DEFAULTS: dict[str, tuple[float, float, float, float]] = {
     "adamw": (0.9, 0.999, 1e-8, 1e-2),
 }
 FAMILIES: tuple[str, ...] = tuple(DEFAULTS)
+"""The optimizer families an `lrkit.Optim` can be: torch's SGD (and Nesterov), Adagrad, RMSprop, Adam and AdamW.
+
+Example:
+    >>> FAMILIES
+    ('sgd', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw')
+"""
 # torch.optim's own default lr of each family (tests/test_optim.py reads them from torch's signatures)
 DEFAULT_LRS: dict[str, float] = {"sgd": 1e-3, "nesterov": 1e-3, "adagrad": 1e-2, "rmsprop": 1e-2, "adam": 1e-3, "adamw": 1e-3}
 # the fields each family's torch optimizer reads (the others must stay unset or at their default)

@@ -296,6 +296,12 @@ _RECIPES: dict[str, _Recipe] = {
     "sequence": _Recipe(_sequence, "classification", 6, 32, 40, 0.1, functools.partial(motif_net, 6, 6), (6, 24)),
 }
 PROBLEMS: tuple[str, ...] = tuple(_RECIPES)
+"""The built-in problems' names (`get_problem` builds each; all generated locally, no downloads).
+
+Example:
+    >>> PROBLEMS[:3]
+    ('blobs', 'moons', 'circles')
+"""
 
 
 def get_problem(name: str, *, seed: int = 0) -> Problem:

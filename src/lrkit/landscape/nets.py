@@ -105,6 +105,12 @@ class PCAPath:
         coords: `(T, 2)` coordinates of every checkpoint (the final one at the origin).
         explained_variance: the fraction of the path's variance along each of the two directions.
         directions: the two unit directions, shaped like the parameters (usable by `slice_2d(directions=...)`).
+
+    Example:
+        >>> import numpy as np
+        >>> path = PCAPath(coords=np.zeros((3, 2)), explained_variance=np.array([0.9, 0.1]), directions=([], []))
+        >>> path.coords.shape, float(path.explained_variance.sum())
+        ((3, 2), 1.0)
     """
 
     coords: Array

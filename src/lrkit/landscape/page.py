@@ -31,6 +31,12 @@ from lrkit.schedules import constant, cosine, cyclic, exponential, one_cycle, st
 from lrkit.schedules.base import Schedule
 
 PAGE_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step_decay", "exponential", "warmup_cosine", "one_cycle", "cyclic")
+"""The schedules the interactive page offers (drawn in the browser from the same formulas' values).
+
+Example:
+    >>> PAGE_SCHEDULES[:2]
+    ('constant', 'cosine')
+"""
 MAX_PAGE_STEPS = 5000  # the page recomputes the whole run on every slider move: keep it well under 100 ms
 
 

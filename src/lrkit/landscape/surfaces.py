@@ -246,6 +246,12 @@ FACTORIES: dict[str, Callable[[], Surface]] = {
     "rastrigin": rastrigin,
 }
 SURFACES: tuple[str, ...] = tuple(FACTORIES)
+"""The names of the built-in 2-D loss surfaces.
+
+Example:
+    >>> len(SURFACES) > 3, all(isinstance(s, str) for s in SURFACES)
+    (True, True)
+"""
 
 
 def get_surface(name: str | Surface) -> Surface:

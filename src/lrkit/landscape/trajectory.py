@@ -35,10 +35,28 @@ from lrkit.torch.scheduler import Scheduler
 
 Array = npt.NDArray[np.float64]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+"""The optimizers a trajectory can take: `lrkit.Optim` families, and "momentum" for `MOMENTUM_SGD`.
+
+Example:
+    >>> "momentum" in OPTIMIZERS, "adam" in OPTIMIZERS
+    (True, True)
+"""
 # "momentum" is the landscape's (and its page's menu's) name for heavy-ball SGD: this is the one place it is defined
 MOMENTUM_SGD = Optim("sgd", momentum=0.9)
+"""What the label "momentum" means on a landscape: momentum SGD, `sgd(momentum=0.9)`.
+
+Example:
+    >>> MOMENTUM_SGD.spec
+    'sgd(momentum=0.9)'
+"""
 DEFAULT_LIMIT = 1e6  # radius beyond which a run counts as diverged (the page uses the same)
 MAX_STEPS = 100_000  # about a minute of optimizer steps on one point; the trajectory's JSON stays a few MB
+"""The most optimizer steps one trajectory may take.
+
+Example:
+    >>> MAX_STEPS
+    100000
+"""
 _KEYS = ("surface", "optimizer", "schedule", "noise", "seed", "points", "losses", "lrs", "diverged")
 
 
