@@ -44,8 +44,10 @@ def test_find_lr_restores_weights_and_optimizer_state_and_suggests_like_lrkit(lr
     model = blobs_model(keras.optimizers.Adam(learning_rate=lr))
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # Adam's moments and step count are not zero any more
     before = [v.numpy().copy() for v in [*model.variables, *model.optimizer.variables]]
+    paths = [v.path for v in model.optimizer.variables]
     lr_before = float(model.optimizer.learning_rate)
     result = lrkit.keras.find_lr(model, x, y, start=1e-5, end=10.0, steps=80)
+    assert [v.path for v in model.optimizer.variables] == paths  # the ramp is not left behind as an optimizer variable
     assert isinstance(result, lrkit.LRFinderResult) and result.signal == "train loss" and result.lr_before == lr_before
     for saved, v in zip(before, [*model.variables, *model.optimizer.variables]):
         np.testing.assert_array_equal(v.numpy(), saved)
@@ -55,6 +57,20 @@ def test_find_lr_restores_weights_and_optimizer_state_and_suggests_like_lrkit(lr
     again = lrkit.LRFinderResult.from_runs(result.lrs, result.runs, stop_reason=result.stop_reason, smoothing=0.98)
     assert again.suggestions == result.suggestions  # the pure rules of lrkit.find_lr, nothing Keras-made
     assert 1e-4 < result.suggestion < 1.0  # Adam on blobs: the torch range test suggests about 1e-2
+
+
+def test_a_model_saved_after_find_lr_loads_with_its_optimizer_state(tmp_path: Path) -> None:
+    p = get_problem("blobs")
+    x, y = p.x_train.numpy(), p.y_train.numpy()
+    model = blobs_model(keras.optimizers.SGD(lrkit.keras.LearningRateSchedule(lrkit.cosine(start=0.1, steps=500)), momentum=0.9))
+    lrkit.keras.find_lr(model, x, y, steps=20, start=1e-3, end=1.0)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
+    assert float(loaded.optimizer.learning_rate) == float(model.optimizer.learning_rate)
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_find_lr_with_validation_data_and_bad_inputs() -> None:

@@ -86,8 +86,16 @@ def find_lr(
             runs.append(_run(config, model, ramp, table, batches, val))
     finally:
         optimizer._learning_rate = original
+        _untrack(optimizer, ramp)
         state.restore()
     return result(runs, config, table.size, lr_before=lr_before, signal=f"{'validation' if val is not None else 'train'} loss")
+
+
+def _untrack(optimizer: Any, ramp: Any) -> None:
+    """Forget the ramp Keras tracked as an optimizer variable when it was set: a saved model would not load its optimizer."""
+    tracker = getattr(optimizer, "_tracker", None)
+    if tracker is not None:
+        tracker.untrack(ramp)
 
 
 def _run(config: FinderConfig, model: Any, ramp: Any, table: npt.NDArray[np.float64], batches: Iterator[tuple[Any, Any]],

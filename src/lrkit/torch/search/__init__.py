@@ -1,17 +1,6 @@
 """`lrkit.search_lr`: train every candidate lr (and schedule) at once and pick the winner on validation data.
 
-Example:
-    >>> import torch
-    >>> from torch import nn
-    >>> import torch.nn.functional as F
-    >>> g = torch.Generator().manual_seed(0)
-    >>> x = torch.randn(256, 4, generator=g)
-    >>> y = (x[:, 0] > 0).long()
-    >>> train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
-    >>> r = search_lr(lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), "sgd", F.cross_entropy, train, (x, y),
-    ...               epochs=3, lrs=[1e-4, 0.3, 1e4], progress=False)
-    >>> r.lr, r.diverged[:, 0].tolist(), r.member_steps < 3 * 24
-    (0.3, [False, False, True], True)
+The search itself is `search_lr`; the pieces it runs are `inputs`, `checks`, `memory`, `rng` and `runners`.
 """
 
 from __future__ import annotations
@@ -111,6 +100,19 @@ def search_lr(
 
     Returns:
         A `lrkit.SearchResult`: the winner's `lr` and `schedule`, the `table`, `curves`, `cost`, `plot()`.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> import torch.nn.functional as F
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(256, 4, generator=g)
+        >>> y = (x[:, 0] > 0).long()
+        >>> train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
+        >>> r = search_lr(lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), "sgd", F.cross_entropy, train, (x, y),
+        ...               epochs=3, lrs=[1e-4, 0.3, 1e4], progress=False)
+        >>> r.lr, r.diverged[:, 0].tolist(), r.member_steps < 3 * 24
+        (0.3, [False, False, True], True)
     """
     start = time.perf_counter()
     optim = read_optimizer(optimizer)
