@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from lrkit.bench import finder
-from lrkit.bench.search import Config, fit, grid_losses, held_out
+from lrkit.bench.finder import fit
+from lrkit.bench.search import Config, grid_losses, held_out
 from lrkit.bench.search_report import (
     HALVING,
     LIGHTNING,

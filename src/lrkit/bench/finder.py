@@ -36,6 +36,7 @@ import numpy as np
 from lrkit import validate
 from lrkit.errors import LabError
 from lrkit.optim import Optim
+from lrkit.schedules.base import Schedule
 
 if TYPE_CHECKING:
     import torch
@@ -155,18 +156,40 @@ def batches(problem: Problem, seed: int, epochs: int) -> list[tuple[torch.Tensor
 
 def train(problem: Problem, optimizer: str, lr: float, seed: int, epochs: int) -> float:
     """The final validation loss after training at a constant `lr` (inf when training blew up)."""
+    return fit(problem, optimizer, lr, seed, batches(problem, seed, epochs))
+
+
+def fit(problem: Problem, optimizer: str, lr: float | Schedule, seed: int, data: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The final loss on the evaluation split after one plain `torch.optim` run over `data` (inf if it blew up).
+
+    A number is a constant lr set on the optimizer (a plain grid run); a schedule is driven by `lrkit.Scheduler`.
+    The model is built after `torch.manual_seed(seed)`; `train` is this over lrkit's minibatch order.
+
+    Example:
+        >>> from lrkit.lab.problems import get_problem
+        >>> from lrkit.schedules import Constant
+        >>> p = get_problem("blobs")
+        >>> loss = fit(p, "adam", Constant(0.01), 0, batches(p, 0, 2))
+        >>> round(loss, 4) == round(train(p, "adam", 0.01, 0, 2), 4)
+        True
+    """
     import torch
+
+    from lrkit.torch.scheduler import Scheduler
 
     torch.manual_seed(seed)
     model = problem.make_model()
-    opt = optim(optimizer).to_torch(model.parameters(), lr)
-    for x, y in batches(problem, seed, epochs):
+    opt = optim(optimizer).to_torch(model.parameters(), 1.0 if isinstance(lr, Schedule) else lr)
+    scheduler = Scheduler(opt, lr=lr) if isinstance(lr, Schedule) else None
+    for x, y in data:
         loss = problem.loss(model(x), y)
         if not torch.isfinite(loss):
             return math.inf
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
     model.eval()
     with torch.no_grad():
         final = float(problem.loss(model(problem.x_test), problem.y_test))

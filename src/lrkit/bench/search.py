@@ -34,14 +34,14 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lrkit import validate
 from lrkit.bench import finder
-from lrkit.bench.finder import TLF, check_names, map_cells, single_thread
+from lrkit.bench.finder import TLF, check_names, fit, map_cells, single_thread
 from lrkit.bench.search_report import HALVING, LIGHTNING, RANGE_TEST, SEARCH, SHAPES, summarize
 from lrkit.errors import LabError
 from lrkit.optim import Optim
@@ -49,7 +49,6 @@ from lrkit.schedules.base import Schedule
 from lrkit.schedules.shapes import Constant
 
 if TYPE_CHECKING:
-    import torch
 
     from lrkit.lab.problems import Problem
 
@@ -182,42 +181,6 @@ def _installed(module: str) -> bool:
 
 
 # -- training on the held-out seeds ---------------------------------------------------------------------------------
-def fit(problem: Problem, optimizer: str, lr: float | Schedule, seed: int, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """The final loss on the evaluation split after one plain `torch.optim` run over `batches` (inf if it blew up).
-
-    A number is a constant lr set on the optimizer (a plain grid run); a schedule is driven by `lrkit.Scheduler`.
-    The model is built after `torch.manual_seed(seed)`, as in the finder benchmark's `train`.
-
-    Example:
-        >>> from lrkit.lab.problems import get_problem
-        >>> p = get_problem("blobs")
-        >>> loss = fit(p, "adam", Constant(0.01), 0, finder.batches(p, 0, 2))
-        >>> round(loss, 4) == round(finder.train(p, "adam", 0.01, 0, 2), 4)
-        True
-    """
-    import torch
-
-    from lrkit.torch.scheduler import Scheduler
-
-    torch.manual_seed(seed)
-    model = problem.make_model()
-    opt = Optim.of(optimizer, FUNC, "optimizers").to_torch(model.parameters(), 1.0 if isinstance(lr, Schedule) else lr)
-    scheduler = Scheduler(opt, lr=lr) if isinstance(lr, Schedule) else None
-    for x, y in batches:
-        loss = problem.loss(model(x), y)
-        if not torch.isfinite(loss):
-            return math.inf
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        opt.step()
-        if scheduler is not None:
-            scheduler.step()
-    model.eval()
-    with torch.no_grad():
-        final = float(problem.loss(model(problem.x_test), problem.y_test))
-    return final if math.isfinite(final) else math.inf
-
-
 def held_out(problem: Problem, optimizer: str, schedule: Schedule, seeds: Sequence[int], epochs: int) -> list[float]:
     """`schedule` replayed with `lrkit.Scheduler` from each held-out seed, in the finder benchmark's minibatch order.
 
