@@ -368,11 +368,11 @@ def judge(
     validate.choice("judge", "judged_by", judged_by, FinderError, JUDGED_BY)
     if judged_by == "metric" and metric is None:
         validate.fail("judge", "metric", "must be given to judge by the metric", metric, FinderError)
-    losses = _candidate_scores(val_loss, epochs_trained, diverged, worst=math.inf)
+    losses = candidate_scores(val_loss, epochs_trained, diverged, worst=math.inf)
     if judged_by == "val_loss" or metric is None:
         scores, keys = losses, losses
     else:
-        scores = _candidate_scores(metric, epochs_trained, diverged, worst=-math.inf)
+        scores = candidate_scores(metric, epochs_trained, diverged, worst=-math.inf)
         keys = -scores  # higher is better: the lowest key wins
     complete = (epochs_trained >= epochs).all(axis=1) & ~diverged.any(axis=1) & np.isfinite(scores)
     if not complete.any():
@@ -382,8 +382,14 @@ def judge(
     return scores, int(next(k for k in order if complete[k]))
 
 
-def _candidate_scores(values: Array, epochs_trained: Array, diverged: Array, worst: float) -> Array:
-    """The mean over seeds of the tails; a diverged seed or a non-finite tail makes the candidate `worst`."""
+def candidate_scores(values: Array, epochs_trained: Array, diverged: Array, worst: float) -> Array:
+    """(K,) the mean over seeds of the tails; a diverged seed or a non-finite tail makes the candidate `worst`.
+
+    Example:
+        >>> curves = np.array([[[2.0, 1.0], [2.0, 3.0]], [[1.0, 0.5], [1.0, np.nan]]])
+        >>> candidate_scores(curves, np.array([[2, 2], [2, 1]]), np.array([[False, False], [False, True]]), np.inf).tolist()
+        [2.0, inf]
+    """
     finals = tail_values(values, epochs_trained)
     finals = np.where(diverged | ~np.isfinite(finals), worst, finals)
     out: Array = finals.mean(axis=1)

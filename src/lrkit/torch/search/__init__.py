@@ -20,7 +20,7 @@ from lrkit.errors import FinderError, LrkitWarning
 from lrkit.optim import Optim
 from lrkit.schedules.base import Schedule
 from lrkit.search.grid import FUNC, Candidate, candidates, default_lrs, halving_rungs
-from lrkit.search.result import BUDGETS, SearchResult, judge, tail_values
+from lrkit.search.result import BUDGETS, SearchResult, candidate_scores, judge
 from lrkit.torch.search.checks import Probe, probe_model
 from lrkit.torch.search.inputs import Data, read_metric, read_optimizer
 from lrkit.torch.search.memory import available_bytes, chunk_size, member_bytes
@@ -146,7 +146,7 @@ def _setup(
     optims = [dataclasses.replace(optim, weight_decay=c.weight_decay) if searched_decay else optim for c, _ in members]
     return Setup.of(
         probe.make_model, probe.loss_fn, [c.schedule for c, _ in members], [seed + s for _, s in members], optims,
-        steps=steps, probe=probe.batch, device=probe.device, task=probe.task, metric=metric,
+        steps=steps, probe=probe.batch, example=probe.model, device=probe.device, task=probe.task, metric=metric,
     )  # fmt: skip
 
 
@@ -203,9 +203,9 @@ def _record(runner: Runner, val: Data, rec: _Records, epoch: int, n_seeds: int) 
 def _survivors(rec: _Records, rung: int, by_metric: bool) -> set[int]:
     """The candidates that go on after `rung`: the best third (at least one) of those still training, by their mean at the rung."""
     values = rec.metric if by_metric and rec.metric is not None else rec.val_loss
-    finals = tail_values(values[:, :, :rung], np.minimum(rec.epochs_trained, rung))
+    scores = candidate_scores(values[:, :, :rung], np.minimum(rec.epochs_trained, rung), rec.diverged, -np.inf if by_metric else np.inf)
     alive = np.asarray((rec.epochs_trained >= rung).all(axis=1) & ~rec.diverged.any(axis=1))
-    keys = np.where(rec.diverged | ~np.isfinite(finals), np.inf, -finals if by_metric else finals).mean(axis=1)
+    keys = -scores if by_metric else scores  # the lowest key is the best
     order = [int(k) for k in np.argsort(keys, kind="stable") if alive[k] and math.isfinite(keys[k])]
     return set(order[: max(1, math.ceil(len(order) / ETA))])
 

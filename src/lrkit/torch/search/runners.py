@@ -15,7 +15,7 @@ Example:
     >>> from lrkit.schedules import constant
     >>> x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
     >>> setup = Setup.of(lambda: nn.Linear(3, 2), F.cross_entropy, [constant(0.1), constant(1e300)], [0, 0], Optim("sgd"),
-    ...                  steps=4, probe=(x, y), device=torch.device("cpu"))
+    ...                  steps=4, probe=(x, y), example=nn.Linear(3, 2), device=torch.device("cpu"))
     >>> run = Batched(setup, [0, 1])
     >>> run.train_epoch([(x, y)] * 4, lambda: None)
     [1]
@@ -73,17 +73,14 @@ class Setup:
     @classmethod
     def of(
         cls, make_model: Callable[[], torch.nn.Module], loss_fn: Any, schedules: list[Schedule], seeds: list[int],
-        optim: Optim | list[Optim], *, steps: int, probe: Batch, device: torch.device, task: str | None = None,
-        metric: Metric | None = None,
+        optim: Optim | list[Optim], *, steps: int, probe: Batch, example: torch.nn.Module, device: torch.device,
+        task: str | None = None, metric: Metric | None = None,
     ) -> Setup:  # fmt: skip
-        """A setup for members with these schedules and seeds (one optimizer for all, or one each)."""
-        import torch
-
+        """A setup for members with these schedules and seeds (one optimizer for all, or one each); `example` is one
+        model from `make_model` (which of its parameters train)."""
         optims = list(optim) if isinstance(optim, list) else [optim] * len(schedules)
         table = np.stack([s.values(np.arange(steps + 1)) for s in schedules])
-        with torch.random.fork_rng(devices=[]):
-            model = make_model()
-        trainable = [k for k, p in enumerate(model.parameters()) if p.requires_grad]
+        trainable = [k for k, p in enumerate(example.parameters()) if p.requires_grad]
         problem = problem_view(make_model, probe, task)
         return cls(make_model, loss_fn, schedules, seeds, optims, table, device, task, problem, trainable, metric)
 
