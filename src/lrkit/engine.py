@@ -82,7 +82,10 @@ def ray_session(func: str, address: str | None, error: Error, *, num_cpus: int |
         1.0
     """
     ray = require_ray(func, error)
-    if ray.is_initialized():
+    if ray.is_initialized():  # the caller's own Ray: an address that may name another cluster is not silently dropped
+        if address is not None:
+            validate.fail(func, "address", "must be None while Ray is already initialised in this process (ray.shutdown() first)",
+                          address, error)  # fmt: skip
         yield ray
         return
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
@@ -153,9 +156,11 @@ def ticker(counter: Any) -> Callable[[int], None]:
     Example:
         >>> ticker(None)(3)
     """
-    if counter is None:
-        return lambda n: None
-    return lambda n: counter.add.remote(n)
+    def tick(n: int) -> None:
+        if counter is not None:
+            counter.add.remote(n)  # fire and forget: the driver reads the sum when it polls
+
+    return tick
 
 
 def run_shards(
@@ -168,10 +173,12 @@ def run_shards(
     num_cpus: float = 1,
     num_gpus: float = 0,
     progress: Callable[[int], None] | None = None,
+    counter: Any = None,
 ) -> None:
     """Run `task(*shard.args, counter)` as one Ray task per shard; call `on_result(shard, result)` in this process,
     in the order shards finish. `counter` is the handle `ticker` reads (None without `progress`); `progress` is
-    called with the units reported so far. Needs a connected Ray (`ray_session`).
+    called with the units reported during this call. A caller running several rounds passes one `counter`
+    (`progress_counter`) to all of them (starting an actor costs seconds). Needs a connected Ray (`ray_session`).
 
     Example:
         >>> from lrkit.errors import LabError
@@ -183,22 +190,51 @@ def run_shards(
         [2, 10]
     """
     ray = require_ray(func, error)
-    counter = ray.remote(_Counter).options(num_cpus=0).remote() if progress is not None else None
-    remote = ray.remote(task).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=RETRIES, retry_exceptions=False)
-    pending = {remote.remote(*s.args, counter): s for s in shards}
+    with contextlib.ExitStack() as stack:
+        if progress is not None and counter is None:
+            counter = stack.enter_context(progress_counter())
+        start = _read(ray, counter) if progress is not None else 0
+        remote = ray.remote(task).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=RETRIES, retry_exceptions=False)
+        pending = {remote.remote(*s.args, counter if progress is not None else None): s for s in shards}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S if progress is not None else None)
+                for ref in ready:
+                    shard = pending.pop(ref)
+                    on_result(shard, _get(ray, ref, shard, func, error))
+                if progress is not None:
+                    progress(max(0, _read(ray, counter) - start))
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+
+@contextlib.contextmanager
+def progress_counter() -> Iterator[Any]:
+    """A counter actor for `run_shards`' progress, shared by several rounds of shards, killed at the end.
+
+    Example:
+        >>> from lrkit.errors import LabError
+        >>> with ray_session("study", None, LabError, num_cpus=1), progress_counter() as counter:
+        ...     ticker(counter)(3)
+        ...     _read(require_ray("study", LabError), counter)
+        3
+    """
+    import ray
+
+    counter: Any = ray.remote(_Counter).options(num_cpus=0).remote()
     try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S if progress is not None else None)
-            for ref in ready:
-                shard = pending.pop(ref)
-                on_result(shard, _get(ray, ref, shard, func, error))
-            if progress is not None and counter is not None:
-                progress(int(ray.get(counter.read.remote())))
+        yield counter
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        if counter is not None:
-            ray.kill(counter)
+        ray.kill(counter)
+
+
+def _read(ray: Any, counter: Any) -> int:
+    """The units the shards reported; a counter lost with its node costs the progress bar, never the run."""
+    try:
+        return int(ray.get(counter.read.remote(), timeout=30))
+    except ray.exceptions.RayError:
+        return 0
 
 
 def _get(ray: Any, ref: Any, shard: Shard, func: str, error: Error) -> Any:
@@ -213,4 +249,6 @@ def _get(ray: Any, ref: Any, shard: Shard, func: str, error: Error) -> Any:
     raise error(f"{func}: the shard of {shard.describe()} failed on Ray ({why})")
 
 
-__all__ = ["ENGINES", "RETRIES", "Shard", "ray_session", "read_engine", "require_ray", "run_shards", "shard_sizes", "ticker"]
+__all__ = [
+    "ENGINES", "RETRIES", "Shard", "progress_counter", "ray_session", "read_engine", "require_ray", "run_shards", "shard_sizes", "ticker",
+]  # fmt: skip

@@ -14,6 +14,7 @@ import click
 
 from lrkit import validate
 from lrkit.cli._options import DEVICE, OUT_DIR
+from lrkit.engine import ENGINES
 from lrkit.errors import FinderError
 from lrkit.lab.problems import PROBLEMS
 from lrkit.optim import HELP, Optim, split_specs
@@ -79,19 +80,30 @@ def _shapes(_ctx: Any, _param: Any, text: str) -> list[str]:
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seeds the inits (seed, seed+1, ...), the data order and the problem's data (0 .. 2**63 - 1).")  # fmt: skip
 @click.option("--device", type=DEVICE, default=None, help="The torch device to train on (cpu, cuda, cuda:N, mps; default: search_lr's).")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, is_eager=True,
+              help="local: this process; ray: shards of the candidates as Ray tasks (pip install 'lrkit[ray]').")  # fmt: skip
+@click.option("--address", default=None, help="With --engine ray: 'auto' or ray://host:port joins a cluster (default: a local Ray).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: members per Ray task (default: 2 shards per worker).")  # fmt: skip
+@click.option("--cpus-per-shard", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: CPUs (and torch threads) per task (default 1).")  # fmt: skip
 @click.option("--out", type=OUT_DIR, default=Path("lrkit-search"), show_default=True, help="Output folder (made if missing).")
 def search(problem: str, optimizer: Optim, shapes: list[str], lrs: list[float] | None, weight_decays: list[float] | None,
-           epochs: int | None, seeds: int, budget: str, metric: str, seed: int, device: str | None, out: Path) -> None:  # fmt: skip
+           epochs: int | None, seeds: int, budget: str, metric: str, seed: int, device: str | None, engine: str,
+           address: str | None, shard_size: int | None, cpus_per_shard: int | None, out: Path) -> None:  # fmt: skip
     """Search the lr (and schedule shape) on the --problem by training every candidate together; write OUT/search.png,
     OUT/search.csv, OUT/search.json and OUT/schedule.txt (the winning schedule's spec, for lrkit.Scheduler).
 
     Example: lrkit search --problem digits --optimizer adam --shapes constant,cosine --out runs/digits
+
+    On a Ray cluster: lrkit search --problem digits --engine ray --address auto --out runs/digits
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     from lrkit.lab.problems import get_problem
 
+    _ray_only(engine, {"--address": address, "--shard-size": shard_size, "--cpus-per-shard": cpus_per_shard})
     p = get_problem(problem, seed=seed)
     judge_by = _metric(metric, p)  # checked before the engine loads, like every other argument
 
@@ -102,13 +114,22 @@ def search(problem: str, optimizer: Optim, shapes: list[str], lrs: list[float] |
                        generator=torch.Generator().manual_seed(seed))  # fmt: skip
     result = search_lr(p.make_model, optimizer, p.loss, train, (p.x_test, p.y_test), epochs=epochs or p.epochs, lrs=lrs,
                        shapes=tuple(shapes), weight_decays=weight_decays, seeds=seeds, metric=judge_by, budget=budget,
-                       seed=seed, device=device, progress=True)  # fmt: skip
+                       seed=seed, device=device, progress=True, engine=engine, address=address, shard_size=shard_size,
+                       num_cpus=cpus_per_shard)  # fmt: skip
     result.plot().savefig(out / FILES[0], dpi=120)
     result.to_csv(out / FILES[1])
     result.to_json(out / FILES[2])
     (out / FILES[3]).write_text(result.candidates[result.winner]["spec"] + "\n")
     click.echo(result.summary())
     click.echo(f"wrote {', '.join(FILES)} in {out}")
+
+
+def _ray_only(engine: str, given: dict[str, Any]) -> None:
+    """The Ray settings need `--engine ray` (checked before any work, as every other argument)."""
+    for flag, value in given.items():
+        if value is not None and engine != "ray":
+            what = "joins a Ray cluster" if flag == "--address" else "cuts a population into Ray tasks"
+            validate.fail(CMD, flag, f"{what}, so it needs --engine ray", value, FinderError)
 
 
 def _metric(name: str, problem: Problem) -> str | None:

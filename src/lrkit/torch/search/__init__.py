@@ -1,52 +1,36 @@
 """`lrkit.search_lr`: train every candidate lr (and schedule) at once and pick the winner on validation data.
 
-The search itself is `search_lr`; the pieces it runs are `inputs`, `checks`, `memory`, `rng` and `runners`.
+The search itself is `search_lr`; the pieces it runs are `inputs`, `checks`, `memory`, `rng`, `runners` and `loop`
+(the training loop both engines share); `ray_runner` is the Ray engine (`engine="ray"`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from lrkit import validate
 from lrkit.errors import FinderError, LrkitWarning
 from lrkit.optim import Optim
 from lrkit.schedules.base import Schedule
-from lrkit.search.grid import FUNC, Candidate, candidates, default_lrs, halving_rungs
-from lrkit.search.result import BUDGETS, SearchResult, candidate_scores, judge
+from lrkit.search.grid import FUNC, Candidate, candidates, default_lrs
+from lrkit.search.result import BUDGETS, SearchResult, judge
 from lrkit.torch.search.checks import Probe, probe_model
 from lrkit.torch.search.inputs import Data, read_metric, read_optimizer
+from lrkit.torch.search.loop import Records, kept_rows, make_runners, rungs, survivors, train_rung
 from lrkit.torch.search.memory import available_bytes, chunk_size, member_bytes
+from lrkit.torch.search.ray_runner import Job, RayPlan, read_data, train_on_ray
 from lrkit.torch.search.rng import SameBatches
-from lrkit.torch.search.runners import Batched, Runner, Sequential, Setup
+from lrkit.torch.search.runners import Runner, Setup
 
 if TYPE_CHECKING:
     import torch
 
-ETA = 3  # successive halving keeps the best third of the candidates at each rung
 MAX_SEEDS = 1000
-
-
-@dataclasses.dataclass
-class _Records:
-    """What the members recorded, (K, S, E) per candidate, seed and epoch."""
-
-    val_loss: np.ndarray
-    metric: np.ndarray | None
-    epochs_trained: np.ndarray
-    diverged: np.ndarray
-
-    @classmethod
-    def empty(cls, k: int, s: int, e: int, metric: bool) -> _Records:
-        nan = np.full((k, s, e), np.nan)
-        return cls(nan, nan.copy() if metric else None, np.zeros((k, s), dtype=np.int64), np.zeros((k, s), dtype=bool))
 
 
 def search_lr(
@@ -67,6 +51,11 @@ def search_lr(
     device: torch.device | str | None = None,
     progress: bool = True,
     max_memory: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    shard_size: int | None = None,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
 ) -> SearchResult:
     """Train every candidate (peak lr × shape × weight decay, from `seeds` inits) together; the best on `val_data` wins.
 
@@ -96,7 +85,21 @@ def search_lr(
         device: where to train (default: where `make_model()` puts the model).
         progress: show a progress bar over member-epochs.
         max_memory: bytes the population may take (default: half the available RAM, or 90% of a GPU's free memory);
-            a population that does not fit is trained in chunks.
+            a population that does not fit is trained in chunks. On Ray: the bytes one shard may take on its worker.
+        engine: "local" (this process) or "ray": the members (candidate x seed) split into shards, each trained as
+            one Ray task by the local engine's own trainer, with the local engine's numbers
+            (`lrkit.torch.search.ray_runner`). `make_model`, `loss_fn`, `metric` and the data travel to the workers
+            by (cloud)pickle: a function defined in `__main__` or a notebook travels by value, one of your own module
+            is imported there by name, so that module must be importable on every worker (installed, or shipped with
+            `ray.init(runtime_env={"py_modules": [...]})`); a dataset that reads files needs them on every node. The
+            driver reads the data once per epoch (no training) to record the random states every shard replays.
+            Needs `pip install 'lrkit[ray]'`.
+        address: with `engine="ray"`: None starts a local Ray sized to this machine (a Ray already initialised in
+            this process is used as it is); "auto" or "ray://host:port" joins a running cluster.
+        shard_size: members per Ray task (default: two shards per worker the cluster runs at once, at most what one
+            worker's memory holds).
+        num_cpus: CPUs per shard, also its torch threads (default 1).
+        num_gpus: GPUs per shard (default 1 when the cluster has GPUs and `device` is CUDA, else 0).
 
     Returns:
         A `lrkit.SearchResult`: the winner's `lr` and `schedule`, the `table`, `curves`, `cost`, `plot()`.
@@ -122,6 +125,9 @@ def search_lr(
     seed = validate.seed(FUNC, "seed", seed, FinderError)
     validate.flag(FUNC, "progress", progress, FinderError)
     metric_fn, metric_name = read_metric(metric)
+    plan = RayPlan.read(engine, address, shard_size, num_cpus, num_gpus)
+    if plan is not None and max_memory is not None:
+        max_memory = validate.integer(FUNC, "max_memory", max_memory, FinderError)
     train, val = Data.of(train_data, "train_data"), Data.of(val_data, "val_data", tensors_ok=True)
     decays = [float(optim.weight_decay or 0.0)] if weight_decays is None else weight_decays
     cands = candidates(default_lrs() if lrs is None else lrs, shapes, decays, epochs * train.steps)
@@ -129,10 +135,15 @@ def search_lr(
         probe = probe_model(make_model, loss_fn, optim, train.first(), val.first(), metric_fn, seed, device)
         setup = _setup(probe, cands, optim, weight_decays is not None, n_seeds, seed, epochs * train.steps, metric_fn)
         need = member_bytes(probe.model, optim, loss_fn, probe.batch)
-        size = chunk_size(len(setup.seeds), need, available_bytes(probe.device, max_memory))
-        records = _Records.empty(len(cands), n_seeds, epochs, metric_fn is not None)
-        runners = _runners(setup, probe, size)
-        steps = _train(runners, train, val, same, records, epochs, budget, metric_fn is not None, progress, probe.device)
+        records = Records.empty(len(cands), n_seeds, epochs, metric_fn is not None)
+        if plan is None:
+            size = chunk_size(len(setup.seeds), need, available_bytes(probe.device, max_memory))
+            runners = make_runners(setup, probe.batchable, range(len(setup.seeds)), size)
+            steps = _train(runners, train, val, same, records, epochs, budget, metric_fn is not None, progress, probe.device)
+        else:
+            job = Job(setup, probe.batchable, train, val, same.ahead(epochs, lambda: read_data(train, val)), epochs, need, max_memory)
+            with _bar(progress, records.val_loss.size) as advance:
+                steps = train_on_ray(plan, job, records, rungs(epochs, budget), metric_fn is not None, advance if progress else None)
     for reason in probe.warnings:
         warnings.warn(reason, LrkitWarning, stacklevel=2)
     return _result(cands, records, setup, optim, metric_name, epochs, train.steps, budget, time.perf_counter() - start, steps, probe)
@@ -150,64 +161,25 @@ def _setup(
     )  # fmt: skip
 
 
-def _runners(setup: Setup, probe: Probe, size: int) -> list[Runner]:
-    ids = list(range(len(setup.seeds)))
-    kind = Batched if probe.batchable else Sequential
-    return [kind(setup, ids[i : i + size]) for i in range(0, len(ids), size)]
-
-
 def _train(
-    runners: list[Runner], train: Data, val: Data, same: SameBatches, rec: _Records, epochs: int, budget: str, by_metric: bool,
+    runners: list[Runner], train: Data, val: Data, same: SameBatches, rec: Records, epochs: int, budget: str, by_metric: bool,
     progress: bool, device: torch.device,
 ) -> int:  # fmt: skip
     """Train the runners through every rung, dropping the losers at each; returns the member-steps taken."""
     n_seeds = rec.val_loss.shape[1]
-    rungs = halving_rungs(epochs, ETA) if budget == "halving" else [epochs]
     with _bar(progress, rec.val_loss.size) as advance:
         done = 0
-        for rung in rungs:
-            for runner in runners:
-                if len(runners) > 1:
-                    runner.keep(range(len(runner.ids)), device)  # a parked chunk comes back to the device
-                for epoch in range(done + 1, rung + 1):
-                    for m in runner.train_epoch(train, same.at(epoch)):
-                        c, s = divmod(m, n_seeds)
-                        rec.diverged[c, s] = True
-                    _record(runner, val, rec, epoch, n_seeds)
-                    advance(len(runner.ids))
-                if len(runners) > 1:
-                    runner.keep(range(len(runner.ids)), "cpu")  # parked in host memory while the other chunks train
+        for rung in rungs(epochs, budget):
+            train_rung(runners, train, val, same, rec, range(done + 1, rung + 1), advance, device)
             done = rung
             if rung < epochs:
-                keep = _survivors(rec, rung, by_metric)
+                keep = survivors(rec, rung, by_metric)
                 for runner in runners:
-                    runner.keep([k for k, m in enumerate(runner.ids) if m // n_seeds in keep])
+                    runner.keep(kept_rows(runner, keep, n_seeds))
         if len(runners) > 1:
             for runner in runners:
                 runner.keep(range(len(runner.ids)), device)
     return sum(r.member_steps for r in runners)
-
-
-def _record(runner: Runner, val: Data, rec: _Records, epoch: int, n_seeds: int) -> None:
-    if not runner.ids:
-        return
-    loss, metric = runner.evaluate(val)
-    for k, m in enumerate(runner.ids):
-        c, s = divmod(m, n_seeds)
-        rec.val_loss[c, s, epoch - 1] = loss[k]
-        if rec.metric is not None and metric is not None:
-            rec.metric[c, s, epoch - 1] = metric[k]
-        rec.epochs_trained[c, s] = epoch
-
-
-def _survivors(rec: _Records, rung: int, by_metric: bool) -> set[int]:
-    """The candidates that go on after `rung`: the best third (at least one) of those still training, by their mean at the rung."""
-    values = rec.metric if by_metric and rec.metric is not None else rec.val_loss
-    scores = candidate_scores(values[:, :, :rung], np.minimum(rec.epochs_trained, rung), rec.diverged, -np.inf if by_metric else np.inf)
-    alive = np.asarray((rec.epochs_trained >= rung).all(axis=1) & ~rec.diverged.any(axis=1))
-    keys = -scores if by_metric else scores  # the lowest key is the best
-    order = [int(k) for k in np.argsort(keys, kind="stable") if alive[k] and math.isfinite(keys[k])]
-    return set(order[: max(1, math.ceil(len(order) / ETA))])
 
 
 @contextmanager
@@ -224,7 +196,7 @@ def _bar(progress: bool, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def _result(
-    cands: list[Candidate], rec: _Records, setup: Setup, optim: Optim, metric_name: str | None, epochs: int, steps_per_epoch: int,
+    cands: list[Candidate], rec: Records, setup: Setup, optim: Optim, metric_name: str | None, epochs: int, steps_per_epoch: int,
     budget: str, wall: float, member_steps: int, probe: Probe,
 ) -> SearchResult:  # fmt: skip
     judged_by = "metric" if rec.metric is not None else "val_loss"

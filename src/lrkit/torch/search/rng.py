@@ -95,6 +95,39 @@ class SameBatches:
         for g, s in zip(self.generators, own):
             g.set_state(s)
 
+    @classmethod
+    @contextmanager
+    def replay(cls, source: Any, states: dict[int, State]) -> Iterator[SameBatches]:
+        """`around` for a copy of the data in another process (a Ray worker): every epoch restores the state `states`
+        recorded for it (`ahead`, in the driver), so every shard of a search draws the batches of every other."""
+        with cls.around(source, 0) as same:
+            same.states = {epoch: _on_this_machine(state) for epoch, state in states.items()}
+            yield same
+
+    def ahead(self, epochs: int, read: Callable[[], None]) -> dict[int, State]:
+        """Every epoch's state up to `epochs`, recorded by reading the data (`read()`: one pass) without training.
+
+        These are the states a training pass records when it draws no random numbers of its own (no dropout),
+        whatever ran before: the states a worker replays. A pass that draws (dropout) moves the global generator
+        further, so there its own later epochs would start elsewhere; replaying these keeps the batches shared.
+
+        Example:
+            >>> import torch
+            >>> from torch.utils.data import DataLoader
+            >>> loader = DataLoader(list(range(6)), batch_size=3, shuffle=True)
+            >>> with SameBatches.around(loader, seed=0) as same:
+            ...     states = same.ahead(2, lambda: [b for b in loader])
+            ...     second = (same.at(2)(), [b.tolist() for b in loader])[1]
+            >>> with SameBatches.replay(loader, states) as again:
+            ...     replayed = (again.at(2)(), [b.tolist() for b in loader])[1]
+            >>> sorted(states), replayed == second
+            ([1, 2], True)
+        """
+        for epoch in range(1, epochs + 1):
+            self.at(epoch)()
+            read()
+        return dict(self.states)
+
     def at(self, epoch: int) -> Callable[[], None]:
         """The callable run before reading epoch `epoch`: restores its first reading's state, or saves it on the first."""
 
@@ -105,3 +138,12 @@ class SameBatches:
                 self.states[epoch] = self.capture()
 
         return enter
+
+
+def _on_this_machine(state: State) -> State:
+    """A state recorded elsewhere, with the CUDA devices this process sees (a Ray worker often sees one GPU)."""
+    import torch
+
+    cpu, cuda, own = state
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return cpu, cuda[:visible], own
