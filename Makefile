@@ -25,7 +25,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: setup browser
-	$(PY) -m pytest -n 2 src tests
+	$(PY) -m pytest -n 2 --dist loadgroup src tests
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

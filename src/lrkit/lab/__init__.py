@@ -30,6 +30,8 @@ _LAZY = {
     "get_problem": "lrkit.lab.problems",
     "compare_lr_free": "lrkit.lab.lrfree",
     "LRFreeResult": "lrkit.lab.lrfree_result",
+    "pbt": "lrkit.lab.pbt_tune",
+    "PBTResult": "lrkit.lab.pbt_result",
 }
 
 
