@@ -31,7 +31,8 @@ class study_progress:
         return advance
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
+        if self.bar.live.is_started:  # a command that failed before its first report leaves no empty line
+            self.bar.stop()
 
 
 def plus_minus(mean: float, std: float) -> str:
