@@ -1,5 +1,6 @@
 """`lrkit bench`: lrkit's benchmarks; `lrkit bench finder` scores the range test's suggestions against a grid search,
-`lrkit bench search` scores `search_lr`'s recommendations (and the peers' range tests) on held-out seeds."""
+`lrkit bench search` scores `search_lr`'s recommendations (and the peers' range tests) on held-out seeds,
+`lrkit bench time-to-target` times every lr recipe to the tuned constant lr's best."""
 
 from __future__ import annotations
 
@@ -113,3 +114,59 @@ def search(quick: bool, problems: str | None, optimizers: str | None, seeds: str
     (out / "search_bench.md").write_text(text + "\n")
     click.echo(text)
     click.echo(f"wrote {out / 'bench_search.json'} and {out / 'search_bench.md'}")
+
+
+@bench.command(name="time-to-target")
+@click.option("--quick", is_flag=True, help="A smoke run of seconds: regression, one seed, a 2-point grid, a tenth of the budget.")
+@click.option("--problems", default=None, help="Comma-separated lab problems (default: mnist1d_cnn,digits_cnn,regression).")
+@click.option("--seeds", default=None, help="Comma-separated seeds every recipe trains from (default: 0,1,2).")
+@click.option("--recipes", default=None,
+              help="Comma-separated recipes besides the tuned constant, which always runs (default: nadamw_cosine,one_cycle,"
+                   "search,schedulefree_adamw,prodigy,self_tuning).")  # fmt: skip
+@click.option("--out", type=OUT_DIR, default=Path("lrkit-bench"), show_default=True, help="Output folder (checked first).")
+def time_to_target(quick: bool, problems: str | None, seeds: str | None, recipes: str | None, out: Path) -> None:
+    """Steps and seconds (tuning included) each lr recipe needs to reach the tuned constant lr's best; the 3e-4 folklore.
+
+    Seconds are one thread's CPU seconds (the wall of an idle core). Writes OUT/time_to_target.json (every run),
+    OUT/time_to_target.md (the tables, the goal, the folklore) and OUT/time_to_target_profile.png (the performance
+    profile over the seconds).
+    """
+    from lrkit.bench import time_to_target_report as report_
+    from lrkit.bench.time_to_target import Config, run
+
+    config = Config.quick() if quick else Config()
+    given = _given(problems, None, seeds, None, None)  # the options the benchmarks share, read the same way
+    if recipes is not None:
+        given["recipes"] = _names(recipes)
+    config = dataclasses.replace(config, **given)
+    report = _run("time-to-target", run, config)
+    (out / "time_to_target.json").write_text(json.dumps(report, indent=1))
+    text = report_.table(report)
+    (out / "time_to_target.md").write_text(text + "\n")
+    report_.figure(report).savefig(out / "time_to_target_profile.png", dpi=110)
+    click.echo(text)
+    click.echo(f"wrote {out / 'time_to_target.json'}, {out / 'time_to_target.md'} and {out / 'time_to_target_profile.png'}")
+
+
+@bench.command(name="ray-scaling")
+@click.option("--quick", is_flag=True, help="A smoke run: 8 members, 2 epochs, shards of 2.")
+@click.option("--values", type=click.IntRange(min=1), default=16, show_default=True, help="Lrs of the study (log-spaced, 1 to 1e-4).")
+@click.option("--seeds", type=click.IntRange(min=1), default=50, show_default=True, help="Seeds per lr.")
+@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True, help="Epochs per member.")
+@click.option("--chunk", type=click.IntRange(min=1), default=100, show_default=True, help="Members per population and per Ray shard.")
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Runs of each setting; the fastest counts.")
+@click.option("--out", type=OUT_DIR, default=Path("lrkit-bench"), show_default=True, help="Output folder (checked first).")
+def ray_scaling(quick: bool, values: int, seeds: int, epochs: int, chunk: int, repeats: int, out: Path) -> None:
+    """The same lab study on the local engine and on Ray with 1 and 2 workers: member-epochs per second, ray.init apart, the model.
+
+    Writes OUT/ray_scaling.json (every measurement) and OUT/ray_scaling.md (the table, the model, the targets).
+    """
+    from lrkit.bench.ray_scaling import Config, run, table
+
+    config = Config.quick() if quick else Config(values=values, seeds=seeds, epochs=epochs, chunk=chunk, repeats=repeats)
+    report = run(config, progress=lambda step: click.echo(f"running: {step}", err=True))
+    (out / "ray_scaling.json").write_text(json.dumps(report, indent=1))
+    text = table(report)
+    (out / "ray_scaling.md").write_text(text + "\n")
+    click.echo(text)
+    click.echo(f"wrote {out / 'ray_scaling.json'} and {out / 'ray_scaling.md'}")

@@ -10,27 +10,39 @@ import click
 
 from lrkit.cli._options import DEVICE, OUT_DIR
 from lrkit.cli._progress import plus_minus, study_progress
+from lrkit.engine import ENGINES
 from lrkit.lab.population import ORDERS
 from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
 from lrkit.optim import split_specs
 
 LR_FREE = "lr-free"  # not a population study: its own command (lrkit.cli.lrfree), reached as `lrkit study lr-free`
+PBT = "pbt"  # Population Based Training on Ray Tune: its own command (lrkit.cli.pbt), reached as `lrkit study pbt`
 
 
 class _StudyCommand(click.Command):
-    """`lrkit study NAME ...`; with NAME lr-free the rest of the line goes to the lr-free command (its own options and --help)."""
+    """`lrkit study NAME ...`; with NAME lr-free or pbt the rest of the line goes to that command (its own options and --help)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
-        if args and args[0] == LR_FREE:
-            from lrkit.cli.lrfree import lr_free
-
-            return lr_free.make_context(f"{info_name} {LR_FREE}", args[1:], parent=parent, **extra)
+        if args and args[0] in (LR_FREE, PBT):
+            command = _own_command(args[0])
+            return command.make_context(f"{info_name} {args[0]}", args[1:], parent=parent, **extra)
         return super().make_context(info_name, args, parent=parent, **extra)
 
 
+def _own_command(name: str) -> click.Command:
+    """The command of a study that is not a population study, imported only when asked for."""
+    if name == PBT:
+        from lrkit.cli.pbt import pbt
+
+        return pbt
+    from lrkit.cli.lrfree import lr_free
+
+    return lr_free
+
+
 @click.command(cls=_StudyCommand)
-@click.argument("name", type=click.Choice([*STUDIES, LR_FREE]))
+@click.argument("name", type=click.Choice([*STUDIES, LR_FREE, PBT]))
 @click.option(
     "--problem", default="blobs", show_default=True,
     help=f"A built-in problem ({', '.join(PROBLEMS)}) or pkg.module:function (a def of your own module; see get_problem).",
@@ -49,14 +61,30 @@ class _StudyCommand(click.Command):
 @click.option("--chunk", type=click.IntRange(min=1), default=100, show_default=True, help="Most members trained in one population.")
 @click.option("--order", type=click.Choice(list(ORDERS)), default="member", show_default=True, help="Minibatch order per seed or shared.")
 @click.option("--device", type=DEVICE, default=None, help="Torch device to train on (default: cpu).")
+@click.option(
+    "--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+    help="Train in this process, or as shards on a Ray cluster (pip install 'lrkit[ray]'); this process alone writes the store.",
+)  # fmt: skip
+@click.option("--address", default=None, help="With --engine ray: 'auto', host:port or ray://host:port joins a cluster (default: local).")
+@click.option(
+    "--shard-size", type=click.IntRange(min=1), default=None,
+    help="With --engine ray: most members per Ray task (default: 2 shards per worker, at most --chunk).",
+)  # fmt: skip
+@click.option(
+    "--cpus-per-shard", type=click.IntRange(min=1), default=None, help="With --engine ray: CPUs per shard, its torch threads (default: 1)."
+)
 def study(
     name: str, problem: str, values_text: str | None, seeds: int, epochs: int | None, out: Path, resume: bool, chunk: int, order: str,
-    device: str | None,
+    device: str | None, engine: str, address: str | None, shard_size: int | None, cpus_per_shard: int | None,
 ) -> None:  # fmt: skip
     """Run study NAME (lr, momentum, decay, patience, optimizer, schedule, batch): every value x seed in one batched population.
 
     NAME lr-free is another kind of study (the learning-rate-free optimizers in plain runs, on several
-    problems), with its own options: lrkit study lr-free --help.
+    problems), with its own options: lrkit study lr-free --help. So is NAME pbt (Population Based Training
+    of the lr on Ray Tune): lrkit study pbt --help.
+
+    --engine ray trains the members as shards on a Ray cluster (a local one, or --address) and stores each
+    finished shard here; a worker that dies is retried, and resuming is the same command, as locally.
 
     Writes NAME.sqlite (resumable: re-run the same command after a crash or Ctrl-C), NAME-*.png figures,
     NAME-final.csv, NAME-records.csv and the self-contained NAME-report.html into --out. One run writes a
@@ -67,13 +95,14 @@ def study(
     """
     from lrkit.lab.runner import study as run_study
 
-    if name == LR_FREE:  # reached only when options came before the name
-        raise click.UsageError(f"{LR_FREE} takes its own options after its name: lrkit study {LR_FREE} --help")
+    if name in (LR_FREE, PBT):  # reached only when options came before the name
+        raise click.UsageError(f"{name} takes its own options after its name: lrkit study {name} --help")
     values = split_specs(values_text) if values_text is not None else None
     with study_progress(name) as advance:
         try:
             result = run_study(name, problem, values, seeds, epochs, out, fresh=not resume, chunk=chunk, order=order, device=device,
-                               progress=advance)  # fmt: skip
+                               progress=advance, engine=engine, address=address, shard_size=shard_size,
+                               num_cpus=cpus_per_shard)  # fmt: skip
         except KeyboardInterrupt:
             click.echo(
                 f"interrupted: finished members are stored in {out / (name + '.sqlite')}; run the same command again to resume", err=True

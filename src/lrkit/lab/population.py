@@ -31,7 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lrkit import validate
+from lrkit.engine import read_engine
 from lrkit.errors import LabError
+from lrkit.lab.ray_engine import read_resources, train_population
 from lrkit.lab.stacked import predicted
 from lrkit.optim import Optim
 from lrkit.protocols import PlateauLike, ScaleState
@@ -178,6 +180,11 @@ def train(
     data_seed: int = 0,
     device: torch.device | str | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    shard_size: int | None = None,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
 ) -> PopulationResult:
     """Train every member on `problem` at once and record each epoch.
 
@@ -190,7 +197,15 @@ def train(
             studies) or "shared" (all members see the same minibatches, drawn with `data_seed`).
         data_seed: the shuffling seed of the shared order.
         device: where to train (default: where the problem's tensors are).
-        on_epoch: called with the epoch number (from 1) after each epoch, e.g. to advance a progress bar.
+        on_epoch: called with the epoch number (from 1) after each epoch, e.g. to advance a progress bar. On Ray, where
+            shards train side by side, with e = 1, 2, ... in order once the cluster has trained e epochs' worth of
+            member-epochs (the last calls when every shard is in).
+        engine: "local" (this process) or "ray": the members in shards of consecutive members, one Ray task each, the
+            records joined in member order (`lrkit.lab.ray_engine`, docs/ray.md).
+        address: with Ray, None starts a local Ray sized to this machine; "auto", "host:port" or "ray://host:port" joins a cluster.
+        shard_size: with Ray, the most members per task (default: 2 shards per worker).
+        num_cpus: with Ray, CPUs per shard and its torch threads (default 1).
+        num_gpus: with Ray, GPUs per shard (default 1 when `device` is CUDA and the cluster has GPUs, else 0).
 
     Example:
         >>> from lrkit.lab.problems import get_problem
@@ -198,6 +213,16 @@ def train(
         >>> r.test_loss.shape
         (3, 1)
     """
+    engine = read_engine("train", engine, address, LabError)
+    resources = read_resources("train", shard_size, num_cpus, num_gpus, engine)
+    if engine == "ray":
+        count = _epochs(problem, epochs)  # the arguments are checked here, before anything is shipped to the cluster
+        options = {
+            "epochs": count, "batch_size": _batch_sizes(problem, batch_size, count), "device": device,
+            "order": validate.choice("train", "order", order, LabError, ORDERS),
+            "data_seed": validate.seed("train", "data_seed", data_seed, LabError),
+        }  # fmt: skip
+        return train_population(problem, _members(members), options, resources, trainer=train, address=address, on_epoch=on_epoch)
     run = _Run(problem, list(members), _epochs(problem, epochs), batch_size, order, data_seed, device)
     for epoch in range(1, run.epochs + 1):
         run.train_epoch(epoch)
@@ -217,6 +242,14 @@ def _batch_sizes(problem: Problem, batch_size: int | Sequence[int] | None, epoch
     sizes = [validate.integer("train", "batch_size", b, LabError) for b in validate.sequence("train", "batch_size", given, LabError)]
     validate.length("train", "batch_size", sizes, LabError, epochs, "one per epoch")
     return sizes
+
+
+def _members(members: Sequence[Member]) -> list[Member]:
+    if not members:
+        validate.fail("train", "members", "must be a non-empty sequence of Member", members, LabError)
+    for member in members:
+        validate.instance("train", "members", member, LabError, Member, "a sequence of Member")
+    return list(members)
 
 
 def _rows(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -245,11 +278,7 @@ class _Run:
         from lrkit.lab.stacked import StackedModel
         from lrkit.torch.data import steps_per_epoch
 
-        if not members:
-            validate.fail("train", "members", "must be a non-empty sequence of Member", members, LabError)
-        for member in members:
-            validate.instance("train", "members", member, LabError, Member, "a sequence of Member")
-        self.problem, self.members, self.epochs = problem, members, epochs
+        self.problem, self.members, self.epochs = problem, _members(members), epochs
         self.order = validate.choice("train", "order", order, LabError, ORDERS)
         self.sizes = _batch_sizes(problem, batch_size, epochs)
         self.model = StackedModel(problem, [m.seed for m in members], device)

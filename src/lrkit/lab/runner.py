@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from lrkit import validate
+from lrkit.engine import read_engine
 from lrkit.errors import LabError
 from lrkit.lab.population import ORDERS, Member, PopulationResult, train
 from lrkit.lab.problems import get_problem
+from lrkit.lab.ray_engine import Resources, read_resources
 from lrkit.lab.results import StudyResult
 from lrkit.lab.store import METRICS, MemberRow, Store, damaged
 from lrkit.lab.studies import STUDIES, Plan, StudyDef
@@ -38,6 +40,11 @@ def study(
     order: str = "member",
     device: Any = None,
     progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    shard_size: int | None = None,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
 ) -> StudyResult:
     """Run the study `name` on `problem` for every value and seed; return (and with `out`, store and report) the results.
 
@@ -59,7 +66,13 @@ def study(
         chunk: the most members trained in one population.
         order: "member" (each seed its own minibatch order) or "shared".
         device: where to train (default: the CPU).
-        progress: called with (member-epochs done, member-epochs in all) after every epoch.
+        progress: called with (member-epochs done, member-epochs in all) after every epoch (on Ray: as the cluster reports).
+        engine: "local" (this process) or "ray": the pending members in shards, one Ray task each, each finished shard
+            stored by this process in one transaction (`lrkit.lab.ray_engine`, docs/ray.md); resuming works alike.
+        address: with Ray, None starts a local Ray sized to this machine; "auto", "host:port" or "ray://host:port" joins a cluster.
+        shard_size: with Ray, the most members per task (default: 2 shards per worker, at most `chunk`).
+        num_cpus: with Ray, CPUs per shard and its torch threads (default 1).
+        num_gpus: with Ray, GPUs per shard (default 1 when `device` is CUDA and the cluster has GPUs, else 0).
 
     Example:
         >>> r = study("momentum", values=[0.0, 0.9], seeds=1, epochs=2)
@@ -72,6 +85,8 @@ def study(
     chunk = validate.integer("study", "chunk", chunk, LabError)
     validate.choice("study", "order", order, LabError, ORDERS)
     fresh, report = validate.flag("study", "fresh", fresh, LabError), validate.flag("study", "report", report, LabError)
+    engine = read_engine("study", engine, address, LabError)
+    resources = read_resources("study", shard_size, num_cpus, num_gpus, engine)
     labels = [d.label(v) for v in chosen]
     if not labels or len(set(labels)) != len(labels):
         validate.fail("study", "values", "must be a non-empty list of distinct values", values, LabError)
@@ -79,7 +94,12 @@ def study(
             "seeds": seeds, "epochs": plan.epochs, "order": order}  # fmt: skip
     store = Store(Path(out) / f"{name}.sqlite" if out is not None else ":memory:", spec, fresh=fresh)
     try:
-        _run_pending(d, plan, chosen, labels, seeds, store, chunk=chunk, order=order, device=device, progress=progress)
+        pending = _Pending(d, plan, chosen, labels, seeds, store)
+        options = {"epochs": plan.epochs, "order": order, "device": device}
+        if engine == "ray":
+            pending.on_ray(options, resources, address=address, chunk=chunk, progress=progress)
+        else:
+            pending.here(options, chunk=chunk, progress=progress)
         result = StudyResult(
             spec=store.spec, table=store.records(), initial_test_loss={m.member: m.initial_test_loss for m in store.members()}
         )
@@ -100,32 +120,60 @@ def _setup(name: str, problem: str, values: Sequence[Any] | None, epochs: int | 
     return d, plan, list(d.defaults) if values is None else [d.read(str(v)) for v in values]
 
 
-def _run_pending(d: StudyDef, plan: Plan, chosen: list[Any], labels: list[str], seeds: int, store: Store, **kw: Any) -> None:
-    """Train the members the store lacks, grouped by batch-size plan (a population shares it), `chunk` at a time."""
-    progress: Progress | None = kw.pop("progress")
-    chunk: int = kw.pop("chunk")
-    total = len(chosen) * seeds * plan.epochs
-    finished = _stored(store, labels, seeds, plan.epochs)
-    done = len(finished) * plan.epochs
-    pending = [i for i in range(len(chosen) * seeds) if i not in finished]
-    if progress is not None:
-        progress(done, total)
-    groups: dict[Any, list[int]] = {}
-    for i in pending:
-        sizes = d.batches(chosen[i // seeds], plan)
-        groups.setdefault(tuple(sizes) if sizes else None, []).append(i)
-    for sizes, indices in groups.items():
-        for start in range(0, len(indices), chunk):
-            part = indices[start : start + chunk]
-            members = [d.member(chosen[i // seeds], i % seeds, plan) for i in part]
+class _Pending:
+    """The members the store lacks, grouped by batch-size plan (a population shares it); each trained part is stored at once."""
 
-            def on_epoch(epoch: int, n: int = len(part), before: int = done) -> None:
-                if progress is not None:
-                    progress(before + epoch * n, total)
+    def __init__(self, d: StudyDef, plan: Plan, chosen: list[Any], labels: list[str], seeds: int, store: Store) -> None:
+        self.d, self.plan, self.chosen, self.labels, self.seeds, self.store = d, plan, chosen, labels, seeds, store
+        self.total = len(chosen) * seeds * plan.epochs
+        finished = _stored(store, labels, seeds, plan.epochs)
+        self.done = len(finished) * plan.epochs  # member-epochs stored
+        self.groups: dict[Any, list[int]] = {}
+        for i in range(len(chosen) * seeds):
+            if i not in finished:
+                sizes = d.batches(chosen[i // seeds], plan)
+                self.groups.setdefault(tuple(sizes) if sizes else None, []).append(i)
 
-            result = train(plan.problem, members, epochs=plan.epochs, batch_size=list(sizes) if sizes else None, on_epoch=on_epoch, **kw)
-            store.add(_rows(part, labels, seeds, result), {k: getattr(result, k) for k in METRICS}, result.updates)
-            done += len(part) * plan.epochs
+    def members(self, part: Sequence[int]) -> list[Member]:
+        return [self.d.member(self.chosen[i // self.seeds], i % self.seeds, self.plan) for i in part]
+
+    def commit(self, part: Sequence[int], result: PopulationResult) -> None:
+        """Store a trained part in one transaction (this process is the store's only writer, on Ray too)."""
+        self.store.add(_rows(list(part), self.labels, self.seeds, result), {k: getattr(result, k) for k in METRICS}, result.updates)
+        self.done += len(part) * self.plan.epochs
+
+    def here(self, options: dict[str, Any], *, chunk: int, progress: Progress | None) -> None:
+        """Train in this process, `chunk` members at a time."""
+        if progress is not None:
+            progress(self.done, self.total)
+        for sizes, indices in self.groups.items():
+            for start in range(0, len(indices), chunk):
+                part = indices[start : start + chunk]
+
+                def on_epoch(epoch: int, n: int = len(part), before: int = self.done) -> None:
+                    if progress is not None:
+                        progress(before + epoch * n, self.total)
+
+                self.commit(part, train(self.plan.problem, self.members(part), batch_size=list(sizes) if sizes else None,
+                                        on_epoch=on_epoch, **options))  # fmt: skip
+
+    def on_ray(self, options: dict[str, Any], resources: Resources, *, address: str | None, chunk: int, progress: Progress | None) -> None:
+        """Train on Ray in shards of at most `chunk` members; the shards' member-epochs drive `progress`."""
+        from lrkit.lab.ray_engine import Work, train_shards
+
+        if progress is not None:
+            progress(self.done, self.total)
+        work = [Work(tuple(ix), self.members(ix), list(sizes) if sizes else None) for sizes, ix in self.groups.items()]
+        if not work:  # a finished study starts no Ray
+            return
+        before = self.done
+
+        def advance(units: int) -> None:
+            if progress is not None:  # a retried shard reports its epochs again: never past what is left
+                progress(min(self.total, max(self.done, before + units)), self.total)
+
+        train_shards("study", self.plan.problem, work, options, resources, lambda part, r: self.commit(part, r.result), trainer=train,
+                     address=address, largest=chunk, progress=advance if progress is not None else None)  # fmt: skip
 
 
 def _stored(store: Store, labels: list[str], seeds: int, epochs: int) -> set[int]:
