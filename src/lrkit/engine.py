@@ -54,6 +54,43 @@ def read_engine(func: str, engine: Any, address: Any, error: Error) -> str:
     return chosen
 
 
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """How a population is cut and placed on Ray: members per shard, CPUs and GPUs per shard (None: chosen from the cluster).
+
+    Example:
+        >>> from lrkit.errors import LabError
+        >>> read_resources("train", None, 2, None, "ray", LabError)
+        Resources(shard_size=None, num_cpus=2, num_gpus=None)
+    """
+
+    shard_size: int | None
+    num_cpus: int | None
+    num_gpus: float | None
+
+
+def read_resources(func: str, shard_size: Any, num_cpus: Any, num_gpus: Any, engine: str, error: Error) -> Resources:
+    """`shard_size`, `num_cpus` (whole CPUs: the shard's torch threads) and `num_gpus` checked; each only with `engine="ray"`.
+
+    Example:
+        >>> from lrkit.errors import LabError
+        >>> try:
+        ...     read_resources("study", 10, None, None, "local", LabError)
+        ... except LabError as e:
+        ...     print(str(e)[:63])
+        study: parameter 'shard_size' cuts a population into Ray tasks,
+    """
+    given = {"shard_size": shard_size, "num_cpus": num_cpus, "num_gpus": num_gpus}
+    for name, value in given.items():
+        if value is not None and engine != "ray":
+            validate.fail(func, name, "cuts a population into Ray tasks, so it needs engine='ray'", value, error)
+    return Resources(
+        None if shard_size is None else validate.integer(func, "shard_size", shard_size, error),
+        None if num_cpus is None else validate.integer(func, "num_cpus", num_cpus, error),
+        None if num_gpus is None else validate.non_negative(func, "num_gpus", num_gpus, error),
+    )
+
+
 def require_ray(func: str, error: Error) -> Any:
     """The `ray` module, or an `error` that says how to install it.
 
@@ -250,5 +287,6 @@ def _get(ray: Any, ref: Any, shard: Shard, func: str, error: Error) -> Any:
 
 
 __all__ = [
-    "ENGINES", "RETRIES", "Shard", "progress_counter", "ray_session", "read_engine", "require_ray", "run_shards", "shard_sizes", "ticker",
+    "ENGINES", "RETRIES", "Resources", "Shard", "progress_counter", "ray_session", "read_engine", "read_resources", "require_ray",
+    "run_shards", "shard_sizes", "ticker",
 ]  # fmt: skip

@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+
+from lrkit.engine import ENGINES
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def writable_dir(path: Path) -> str | None:
@@ -117,3 +122,35 @@ def device_problem(name: str) -> str | None:
 OUT_DIR = OutDir()
 OUT_FILE = OutFile()
 DEVICE = Device()
+
+
+def ray_options(shards: str) -> Callable[[F], F]:
+    """The Ray engine's four options, the same on `lrkit study` and `lrkit search`: --engine, --address, --shard-size,
+    --cpus-per-shard (`shards` says what a shard holds by default).
+
+    Example:
+        >>> from click.testing import CliRunner
+        >>> @click.command()
+        ... @ray_options("2 shards per worker")
+        ... def show(engine, address, shard_size, cpus_per_shard): click.echo(f"{engine} {shard_size}")
+        >>> CliRunner().invoke(show, ["--engine", "ray", "--shard-size", "4"]).output.strip()
+        'ray 4'
+    """
+    options = [
+        click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, is_eager=True,
+                     help="local: this process; ray: shards of the members as Ray tasks, this process alone writing the "
+                          "results (pip install 'lrkit[ray]')."),
+        click.option("--address", default=None,
+                     help="With --engine ray: 'auto', host:port or ray://host:port joins a cluster (default: a local Ray)."),
+        click.option("--shard-size", type=click.IntRange(min=1), default=None,
+                     help=f"With --engine ray: the most members per Ray task (default: {shards})."),
+        click.option("--cpus-per-shard", type=click.IntRange(min=1), default=None,
+                     help="With --engine ray: CPUs per task, and its torch threads (default: 1)."),
+    ]  # fmt: skip
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lrkit import validate
-from lrkit.cli._options import DEVICE, OUT_DIR
-from lrkit.engine import ENGINES
+from lrkit.cli._options import DEVICE, OUT_DIR, ray_options
 from lrkit.errors import FinderError
 from lrkit.lab.problems import PROBLEMS
 from lrkit.optim import HELP, Optim, split_specs
@@ -80,13 +79,7 @@ def _shapes(_ctx: Any, _param: Any, text: str) -> list[str]:
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seeds the inits (seed, seed+1, ...), the data order and the problem's data (0 .. 2**63 - 1).")  # fmt: skip
 @click.option("--device", type=DEVICE, default=None, help="The torch device to train on (cpu, cuda, cuda:N, mps; default: search_lr's).")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, is_eager=True,
-              help="local: this process; ray: shards of the candidates as Ray tasks (pip install 'lrkit[ray]').")  # fmt: skip
-@click.option("--address", default=None, help="With --engine ray: 'auto' or ray://host:port joins a cluster (default: a local Ray).")
-@click.option("--shard-size", type=click.IntRange(min=1), default=None,
-              help="With --engine ray: members per Ray task (default: 2 shards per worker).")  # fmt: skip
-@click.option("--cpus-per-shard", type=click.IntRange(min=1), default=None,
-              help="With --engine ray: CPUs (and torch threads) per task (default 1).")  # fmt: skip
+@ray_options("2 shards per worker, at most what one worker's memory holds")
 @click.option("--out", type=OUT_DIR, default=Path("lrkit-search"), show_default=True, help="Output folder (made if missing).")
 def search(problem: str, optimizer: Optim, shapes: list[str], lrs: list[float] | None, weight_decays: list[float] | None,
            epochs: int | None, seeds: int, budget: str, metric: str, seed: int, device: str | None, engine: str,

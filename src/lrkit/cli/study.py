@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from lrkit.cli._options import DEVICE, OUT_DIR
+from lrkit.cli._options import DEVICE, OUT_DIR, ray_options
 from lrkit.cli._progress import plus_minus, study_progress
-from lrkit.engine import ENGINES
 from lrkit.lab.population import ORDERS
 from lrkit.lab.problems import PROBLEMS
 from lrkit.lab.studies import STUDIES
@@ -61,18 +60,7 @@ def _own_command(name: str) -> click.Command:
 @click.option("--chunk", type=click.IntRange(min=1), default=100, show_default=True, help="Most members trained in one population.")
 @click.option("--order", type=click.Choice(list(ORDERS)), default="member", show_default=True, help="Minibatch order per seed or shared.")
 @click.option("--device", type=DEVICE, default=None, help="Torch device to train on (default: cpu).")
-@click.option(
-    "--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
-    help="Train in this process, or as shards on a Ray cluster (pip install 'lrkit[ray]'); this process alone writes the store.",
-)  # fmt: skip
-@click.option("--address", default=None, help="With --engine ray: 'auto', host:port or ray://host:port joins a cluster (default: local).")
-@click.option(
-    "--shard-size", type=click.IntRange(min=1), default=None,
-    help="With --engine ray: most members per Ray task (default: 2 shards per worker, at most --chunk).",
-)  # fmt: skip
-@click.option(
-    "--cpus-per-shard", type=click.IntRange(min=1), default=None, help="With --engine ray: CPUs per shard, its torch threads (default: 1)."
-)
+@ray_options("2 shards per worker, at most --chunk")
 def study(
     name: str, problem: str, values_text: str | None, seeds: int, epochs: int | None, out: Path, resume: bool, chunk: int, order: str,
     device: str | None, engine: str, address: str | None, shard_size: int | None, cpus_per_shard: int | None,

@@ -31,9 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lrkit import validate
-from lrkit.engine import read_engine
+from lrkit.engine import read_engine, read_resources
 from lrkit.errors import LabError
-from lrkit.lab.ray_engine import read_resources, train_population
+from lrkit.lab.ray_engine import train_population
 from lrkit.lab.stacked import predicted
 from lrkit.optim import Optim
 from lrkit.protocols import PlateauLike, ScaleState
@@ -214,7 +214,7 @@ def train(
         (3, 1)
     """
     engine = read_engine("train", engine, address, LabError)
-    resources = read_resources("train", shard_size, num_cpus, num_gpus, engine)
+    resources = read_resources("train", shard_size, num_cpus, num_gpus, engine, LabError)
     if engine == "ray":
         count = _epochs(problem, epochs)  # the arguments are checked here, before anything is shipped to the cluster
         options = {

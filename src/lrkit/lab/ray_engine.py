@@ -24,7 +24,7 @@ number of members.
 Example (`train_shards` and `train_population` run on a local Ray):
     >>> from lrkit.lab.population import Member
     >>> work = Work((0, 1, 2), [Member(lr=0.1, seed=s) for s in range(3)], None)  # study members 0-2, the problem's batch size
-    >>> resources = read_resources("study", 2, None, None)  # shards of at most 2 members, 1 CPU each, GPUs as the device asks
+    >>> resources = Resources(2, None, None)  # shards of at most 2 members, 1 CPU each, GPUs as the device asks
     >>> [work.indices[k : k + resources.shard_size] for k in range(0, 3, resources.shard_size)]  # the shards train_shards makes
     [(0, 1), (2,)]
 """
@@ -39,47 +39,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lrkit import validate
-from lrkit.engine import Shard, ray_session, run_shards, shard_sizes, ticker
+from lrkit.engine import Resources, Shard, ray_session, run_shards, shard_sizes, ticker
 from lrkit.errors import LabError
 
 if TYPE_CHECKING:
     from lrkit.lab.population import Member, PopulationResult
     from lrkit.lab.problems import Problem
-
-
-@dataclasses.dataclass(frozen=True)
-class Resources:
-    """How the population is cut and placed: members per shard, CPUs and GPUs per shard (None: chosen from the cluster).
-
-    Example:
-        >>> read_resources("train", None, 2, None)
-        Resources(shard_size=None, num_cpus=2, num_gpus=None)
-    """
-
-    shard_size: int | None
-    num_cpus: int | None
-    num_gpus: float | None
-
-
-def read_resources(func: str, shard_size: Any, num_cpus: Any, num_gpus: Any, engine: str = "ray") -> Resources:
-    """`shard_size`, `num_cpus` (whole CPUs: the shard's torch threads) and `num_gpus` checked; each only with `engine="ray"`.
-
-    Example:
-        >>> try:
-        ...     read_resources("study", 10, None, None, engine="local")
-        ... except LabError as e:
-        ...     print(str(e)[:63])
-        study: parameter 'shard_size' cuts a population into Ray tasks,
-    """
-    given = {"shard_size": shard_size, "num_cpus": num_cpus, "num_gpus": num_gpus}
-    for name, value in given.items():
-        if value is not None and engine != "ray":
-            validate.fail(func, name, "cuts a population into Ray tasks, so it needs engine='ray'", value, LabError)
-    return Resources(
-        None if shard_size is None else validate.integer(func, "shard_size", shard_size, LabError),
-        None if num_cpus is None else validate.integer(func, "num_cpus", num_cpus, LabError),
-        None if num_gpus is None else validate.non_negative(func, "num_gpus", num_gpus, LabError),
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,4 +218,4 @@ def concatenate(parts: Sequence[PopulationResult]) -> PopulationResult:
     return type(first)(members=tuple(m for p in parts for m in p.members), updates=first.updates, **joined)
 
 
-__all__ = ["Resources", "ShardResult", "Work", "concatenate", "read_resources", "train_population", "train_shards"]
+__all__ = ["ShardResult", "Work", "concatenate", "train_population", "train_shards"]

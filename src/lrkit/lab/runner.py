@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lrkit import validate
-from lrkit.engine import read_engine
+from lrkit.engine import Resources, read_engine, read_resources
 from lrkit.errors import LabError
 from lrkit.lab.population import ORDERS, Member, PopulationResult, train
 from lrkit.lab.problems import get_problem
-from lrkit.lab.ray_engine import Resources, read_resources
 from lrkit.lab.results import StudyResult
 from lrkit.lab.store import METRICS, MemberRow, Store, damaged
 from lrkit.lab.studies import STUDIES, Plan, StudyDef
@@ -86,7 +85,7 @@ def study(
     validate.choice("study", "order", order, LabError, ORDERS)
     fresh, report = validate.flag("study", "fresh", fresh, LabError), validate.flag("study", "report", report, LabError)
     engine = read_engine("study", engine, address, LabError)
-    resources = read_resources("study", shard_size, num_cpus, num_gpus, engine)
+    resources = read_resources("study", shard_size, num_cpus, num_gpus, engine, LabError)
     labels = [d.label(v) for v in chosen]
     if not labels or len(set(labels)) != len(labels):
         validate.fail("study", "values", "must be a non-empty list of distinct values", values, LabError)

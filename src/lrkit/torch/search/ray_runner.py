@@ -34,13 +34,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lrkit import validate
-from lrkit.engine import Shard, ray_session, read_engine, run_shards, shard_sizes, ticker
+from lrkit.engine import Shard, progress_counter, ray_session, read_engine, read_resources, run_shards, shard_sizes, ticker
 from lrkit.errors import FinderError
 from lrkit.search.grid import FUNC
 from lrkit.torch.search.inputs import Data
@@ -75,15 +76,9 @@ class RayPlan:
     @classmethod
     def read(cls, engine: Any, address: Any, shard_size: Any, num_cpus: Any, num_gpus: Any) -> RayPlan | None:
         """The plan for `engine="ray"`, None for the local engine (which takes none of these settings)."""
-        if read_engine(FUNC, engine, address, FinderError) == "local":
-            for param, value in (("shard_size", shard_size), ("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-                if value is not None:
-                    validate.fail(FUNC, param, "cuts a population into Ray tasks, so it needs engine='ray'", value, FinderError)
-            return None
-        size = None if shard_size is None else validate.integer(FUNC, "shard_size", shard_size, FinderError)
-        cpus = None if num_cpus is None else validate.integer(FUNC, "num_cpus", num_cpus, FinderError)
-        gpus = None if num_gpus is None else validate.non_negative(FUNC, "num_gpus", num_gpus, FinderError)
-        return cls(address, size, cpus, gpus)
+        chosen = read_engine(FUNC, engine, address, FinderError)
+        given = read_resources(FUNC, shard_size, num_cpus, num_gpus, chosen, FinderError)
+        return None if chosen == "local" else cls(address, given.shard_size, given.num_cpus, given.num_gpus)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +153,8 @@ def train_on_ray(
     plan: RayPlan, job: Job, rec: Records, rungs: Sequence[int], by_metric: bool, advance: Callable[[int], None] | None
 ) -> int:
     """Train every member on the cluster through `rungs` (halving's cuts in between), filling `rec`; the member-steps taken."""
-    with ray_session(FUNC, plan.address, FinderError) as ray:
+    with ray_session(FUNC, plan.address, FinderError) as ray, contextlib.ExitStack() as stack:
+        counter = stack.enter_context(progress_counter()) if advance is not None else None  # one actor for every rung
         cluster = Cluster.read(ray, plan, job.setup.device)
         shared = ray.put(dataclasses.replace(job, threads=cluster.num_cpus, sharing=cluster.sharing))
         members = list(range(len(job.setup.seeds)))
@@ -167,7 +163,7 @@ def train_on_ray(
         done = steps = 0
         for rung in rungs:
             more = rung < rungs[-1]
-            parcels = _rung(shared, work, range(done + 1, rung + 1), more, cluster, rec, advance)
+            parcels = _rung(shared, work, range(done + 1, rung + 1), more, cluster, rec, advance, counter)
             steps += sum(p.steps for p in parcels)
             if more:
                 keep = survivors(rec, rung, by_metric)
@@ -177,7 +173,8 @@ def train_on_ray(
 
 
 def _rung(
-    shared: Any, work: list[Work], epochs: range, more: bool, cluster: Cluster, rec: Records, advance: Callable[[int], None] | None
+    shared: Any, work: list[Work], epochs: range, more: bool, cluster: Cluster, rec: Records, advance: Callable[[int], None] | None,
+    counter: Any,
 ) -> list[Parcel]:  # fmt: skip
     """One rung of every shard, each shard's records copied into `rec` as it finishes."""
     parcels: list[Parcel] = []
@@ -188,7 +185,7 @@ def _rung(
 
     shards = [Shard(_members(w), (shared, (epochs.start, epochs.stop), _sendable(w), more)) for w in work]
     run_shards(FUNC, FinderError, train_shard, shards, take, num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus,
-               progress=None if advance is None else _Tally(advance))  # fmt: skip
+               progress=None if advance is None else _Tally(advance), counter=counter)  # fmt: skip
     return parcels
 
 
